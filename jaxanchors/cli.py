@@ -1,0 +1,140 @@
+"""Command line: ``jaxanchors anchors`` exports and summarises anchor tables.
+
+Examples::
+
+  jaxanchors anchors --list-presets
+  jaxanchors anchors --preset face_short_range -o anchors.npy
+  jaxanchors anchors --options my_options.json -o anchors.txt
+
+Output format follows the file extension: ``.npy`` (float32 ``[N, 4]``),
+``.csv`` (header ``x_center,y_center,w,h``), ``.json`` (options and rows) or
+``.txt`` (MediaPipe's golden-file format: ``x_center y_center w h`` with
+``%g``). Errors print one line to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from jaxanchors import presets
+from jaxanchors.anchors import AnchorOptions, anchor_layers, anchors_numpy, num_anchors
+
+__all__ = ["main"]
+
+_FORMATS = (".npy", ".csv", ".json", ".txt")
+
+
+class CliError(Exception):
+  """A user error: reported as one line, exit status 2."""
+
+
+def _summary(options: AnchorOptions, title: str) -> str:
+  lines = [f"{title}: {num_anchors(options)} anchors"]
+  layers = anchor_layers(options)
+  if not layers:
+    lines.append("  fixed anchors given explicitly")
+  else:
+    lines.append(f"  {'layers':<12}{'stride':>7}{'grid':>10}{'per cell':>10}{'anchors':>9}")
+    for layer in layers:
+      names = ",".join(map(str, layer.layers))
+      grid = f"{layer.grid_height}x{layer.grid_width}"
+      lines.append(f"  {names:<12}{layer.stride:>7}{grid:>10}"
+                    f"{layer.anchors_per_cell:>10}{layer.num_anchors:>9}")
+  return "\n".join(lines)
+
+
+def _write(path: Path, options: AnchorOptions, table: np.ndarray) -> None:
+  suffix = path.suffix.lower()
+  if suffix == ".npy":
+    with open(path, "wb") as f:
+      np.save(f, table)
+  elif suffix == ".csv":
+    rows = "".join(f"{r[0]!r},{r[1]!r},{r[2]!r},{r[3]!r}\n" for r in table.tolist())
+    path.write_text("x_center,y_center,w,h\n" + rows)
+  elif suffix == ".json":
+    doc = {"columns": ["x_center", "y_center", "w", "h"], "options": options.to_dict(),
+           "anchors": table.tolist()}
+    path.write_text(json.dumps(doc) + "\n")
+  elif suffix == ".txt":
+    path.write_text("".join("%g %g %g %g\n" % tuple(r) for r in table.tolist()))
+  else:
+    raise CliError(f"cannot tell the format of {str(path)!r}: use one of {', '.join(_FORMATS)}")
+
+
+def _options(args: argparse.Namespace) -> tuple[AnchorOptions, str]:
+  if args.preset is not None:
+    try:
+      return presets.get(args.preset).anchors, f"preset {args.preset}"
+    except ValueError as e:
+      raise CliError(str(e)) from None
+  path = Path(args.options)
+  try:
+    text = path.read_text()
+  except OSError as e:
+    raise CliError(f"cannot read options file {str(path)!r}: {e.strerror}") from None
+  try:
+    return AnchorOptions.from_json(text), str(path)
+  except (TypeError, ValueError) as e:
+    raise CliError(f"bad options in {str(path)!r}: {e}") from None
+
+
+def _anchors_command(args: argparse.Namespace) -> int:
+  if args.list_presets:
+    for name in presets.names():
+      p = presets.get(name)
+      print(f"{name:<18}{num_anchors(p.anchors):>6}  {p.description}")
+    return 0
+  if args.preset is None and args.options is None:
+    raise CliError("give --preset NAME, --options FILE.json or --list-presets")
+  options, title = _options(args)
+  if args.output is not None:
+    path = Path(args.output)
+    if path.suffix.lower() not in _FORMATS:
+      raise CliError(f"cannot tell the format of {str(path)!r}: use one of {', '.join(_FORMATS)}")
+    try:
+      _write(path, options, anchors_numpy(options))
+    except OSError as e:
+      raise CliError(f"cannot write {str(path)!r}: {e.strerror}") from None
+  if not args.quiet:
+    print(_summary(options, title))
+    if args.output is not None:
+      print(f"wrote {args.output}")
+  return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="jaxanchors", description="MediaPipe SSD anchors, decoding and NMS in JAX.")
+  sub = parser.add_subparsers(dest="command", required=True)
+  anchors = sub.add_parser("anchors", help="export or summarise an anchor table",
+                           description="Export or summarise MediaPipe SSD anchors.")
+  source = anchors.add_mutually_exclusive_group()
+  source.add_argument("--preset", metavar="NAME", help="a preset name (see --list-presets)")
+  source.add_argument("--options", metavar="FILE.json",
+                      help="SsdAnchorsCalculatorOptions as a JSON object with proto field names")
+  source.add_argument("--list-presets", action="store_true", help="list presets and exit")
+  anchors.add_argument("-o", "--output", metavar="FILE",
+                       help=f"write the table; format by extension ({', '.join(_FORMATS)})")
+  anchors.add_argument("-q", "--quiet", action="store_true", help="print no summary")
+  anchors.set_defaults(run=_anchors_command)
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Entry point of the ``jaxanchors`` console script; returns the exit status."""
+  args = _parser().parse_args(argv)
+  try:
+    return args.run(args)
+  except CliError as e:
+    print(f"jaxanchors: error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

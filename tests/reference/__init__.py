@@ -1,0 +1,21 @@
+"""Independent NumPy reference implementations of MediaPipe's SSD post-processing.
+
+Written only from the behavioural specification in ``../shared/spec/mediapipe.md``
+(section numbers in comments refer to it), as literal loop-based ports over Python
+scalars with ``np.float32`` placed wherever the C++ rounds to single precision.
+They are slow on purpose: a reviewer should be able to read them beside the spec
+paragraph by paragraph. Only NumPy and the standard library are used.
+
+Modules:
+
+* ``anchors``   -- SsdAnchorsCalculator (spec §1).
+* ``decoding``  -- TensorsToDetectionsCalculator, CPU path (spec §2).
+* ``nms``       -- NonMaxSuppressionCalculator, DEFAULT and WEIGHTED (spec §3).
+* ``letterbox`` -- ImageToTensor padding / sampling, letterbox removal and
+  detection projection (spec §4).
+
+Option dictionaries use the MediaPipe proto field names as keys. A key that is
+absent means "not set" (proto default, or has-bit unset where the spec says
+presence matters). Enum values are strings. Where MediaPipe would CHECK-fail,
+return an error status or hang, these references raise ``ValueError``.
+"""
