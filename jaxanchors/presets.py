@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 from jaxanchors.anchors import AnchorOptions
+from jaxanchors.decoding import DecoderOptions
 
 __all__ = ["Preset", "get", "names", "PRESETS"]
 
@@ -36,11 +37,13 @@ class Preset:
     name: the lookup name.
     description: the model and the graph it comes from.
     anchors: ``SsdAnchorsCalculator`` options.
+    decoder: ``TensorsToDetectionsCalculator`` options.
   """
 
   name: str
   description: str
   anchors: AnchorOptions
+  decoder: DecoderOptions
 
   @property
   def input_size(self) -> tuple[int, int]:
@@ -58,6 +61,25 @@ def _blaze(size: int, strides: tuple[int, ...], min_scale: float = 0.1484375,
       interpolated_scale_aspect_ratio=interp, fixed_anchor_size=True)
 
 
+def _blaze_decoder(num_boxes: int, num_keypoints: int, scale: float,
+                   min_score_thresh: float) -> DecoderOptions:
+  """BlazeFace-family rows: [dx, dy, w, h, kp0x, kp0y, ...] in input pixels."""
+  return DecoderOptions(
+      num_classes=1, num_boxes=num_boxes, num_coords=4 + 2 * num_keypoints,
+      box_coord_offset=0, keypoint_coord_offset=4, num_keypoints=num_keypoints,
+      num_values_per_keypoint=2, sigmoid_score=True, score_clipping_thresh=100.0,
+      reverse_output_order=True, x_scale=scale, y_scale=scale, w_scale=scale, h_scale=scale,
+      min_score_thresh=min_score_thresh)
+
+
+def _ssd_decoder(num_classes: int, num_boxes: int, min_score_thresh: float) -> DecoderOptions:
+  """SSD-MobileNet rows: [ty, tx, th, tw] with exp sizes, class 0 = background."""
+  return DecoderOptions(
+      num_classes=num_classes, num_boxes=num_boxes, num_coords=4, ignore_classes=(0,),
+      sigmoid_score=True, apply_exponential_on_box_size=True, x_scale=10.0, y_scale=10.0,
+      h_scale=5.0, w_scale=5.0, min_score_thresh=min_score_thresh)
+
+
 def _mobile_ssd(size: int) -> AnchorOptions:
   """SSD-MobileNet anchors of the COCO / Objectron object detectors."""
   return AnchorOptions(
@@ -70,31 +92,40 @@ def _mobile_ssd(size: int) -> AnchorOptions:
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(name="face_short_range",
            description="BlazeFace front / face detection short range, 128x128 (spec §5.2)",
-           anchors=_blaze(128, (8, 16, 16, 16))),
+           anchors=_blaze(128, (8, 16, 16, 16)),
+           decoder=_blaze_decoder(896, 6, 128.0, 0.5)),
     Preset(name="face_full_range",
            description="Face detection full range (dense and sparse), 192x192 (spec §5.3)",
-           anchors=_blaze(192, (4,), interp=0.0)),
+           anchors=_blaze(192, (4,), interp=0.0),
+           decoder=_blaze_decoder(2304, 6, 192.0, 0.6)),
     Preset(name="blazeface_back",
            description="BlazeFace back camera, 256x256, graphs 2020-05 to 2021-05 (spec §5.4)",
-           anchors=_blaze(256, (16, 32, 32, 32), min_scale=0.15625)),
+           anchors=_blaze(256, (16, 32, 32, 32), min_scale=0.15625),
+           decoder=_blaze_decoder(896, 6, 256.0, 0.65)),
     Preset(name="palm",
            description="Palm detection lite/full, 192x192, 2021-11 on (spec §5.5)",
-           anchors=_blaze(192, (8, 16, 16, 16))),
+           anchors=_blaze(192, (8, 16, 16, 16)),
+           decoder=_blaze_decoder(2016, 7, 192.0, 0.5)),
     Preset(name="palm_128",
            description="Palm detection 128x128, 2020-11 to 2021-11 (spec §5.5)",
-           anchors=_blaze(128, (8, 16, 16, 16))),
+           anchors=_blaze(128, (8, 16, 16, 16)),
+           decoder=_blaze_decoder(896, 7, 128.0, 0.5)),
     Preset(name="palm_v1",
            description="Original palm detection 256x256, 2019-2020 (spec §5.5)",
-           anchors=_blaze(256, (8, 16, 32, 32, 32), min_scale=0.1171875)),
+           anchors=_blaze(256, (8, 16, 32, 32, 32), min_scale=0.1171875),
+           decoder=_blaze_decoder(2944, 7, 256.0, 0.5)),
     Preset(name="pose",
            description="BlazePose detector, 224x224 (spec §5.6)",
-           anchors=_blaze(224, (8, 16, 32, 32, 32))),
+           anchors=_blaze(224, (8, 16, 32, 32, 32)),
+           decoder=_blaze_decoder(2254, 4, 224.0, 0.5)),
     Preset(name="ssdlite_coco",
            description="SSDLite object detection (COCO), 320x320 (spec §5.7)",
-           anchors=_mobile_ssd(320)),
+           anchors=_mobile_ssd(320),
+           decoder=_ssd_decoder(91, 2034, 0.6)),
     Preset(name="objectron_oidv4",
            description="Objectron SSD MobileNetV2 (Open Images v4 subset), 300x300 (spec §5.8)",
-           anchors=_mobile_ssd(300)),
+           anchors=_mobile_ssd(300),
+           decoder=_ssd_decoder(24, 1917, 0.5)),
 )}
 
 

@@ -1,0 +1,513 @@
+"""Box, keypoint and score decoding: MediaPipe's ``TensorsToDetectionsCalculator``.
+
+Contract (spec ``mediapipe.md`` §2):
+
+* Raw model outputs ``raw_boxes [..., N, num_coords]`` and
+  ``raw_scores [..., N, num_classes]`` (float) are decoded against anchors
+  ``[N, 4]`` (rows ``[x_center, y_center, w, h]``, as :mod:`jaxanchors.anchors`
+  makes them) into :class:`~jaxanchors.detections.Detections` with one slot per
+  anchor. Any number of leading batch dimensions is accepted.
+* Decoding follows §2.5 (box formats YXHW / XYWH / XYXY, the latter as
+  edge distances from the anchor centre; ``exp`` sizes; keypoints never scaled
+  by ``w_scale``/``h_scale``), scoring §2.6 (sigmoid with optional clipping,
+  lowest class index wins ties, allow/ignore lists) and filtering §2.7 (class
+  allowed, ``score >= min_score_thresh``, width and height not negative and not
+  NaN, then the first ``max_results`` passing anchors in anchor order).
+  Dropped anchors keep their slot with ``valid = False``.
+* Arithmetic is float32 in MediaPipe's order. XLA may contract a multiply-add
+  into one fused multiply-add and its ``exp`` is not the C library's, so boxes
+  and keypoints agree with MediaPipe to about one float32 rounding step and
+  sigmoid scores to about one ulp; raw (non-sigmoid) scores are exact.
+* :func:`encode` is the inverse (training targets): ``decode(encode(x)) == x``
+  within float32 rounding. Both are differentiable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import math
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxanchors import _validate as v
+from jaxanchors.detections import Detections
+
+__all__ = [
+    "BoxFormat",
+    "DecoderOptions",
+    "anchors_from_yxhw",
+    "decode",
+    "decode_postprocessed",
+    "encode",
+]
+
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+class BoxFormat(enum.Enum):
+  """``TensorsToDetectionsCalculatorOptions.BoxFormat`` (spec §2.4)."""
+
+  UNSPECIFIED = 0
+  YXHW = 1
+  XYWH = 2
+  XYXY = 3
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DecoderOptions:
+  """Options of MediaPipe's ``TensorsToDetectionsCalculator`` (spec §2.2), same names and defaults.
+
+  ``num_classes`` and ``num_coords`` have no default (MediaPipe requires
+  them). Two fields distinguish *unset* from any value, as proto has-bits do:
+  ``score_clipping_thresh`` and ``min_score_thresh`` are ``None`` when unset.
+  ``box_format`` is ``None`` when absent, in which case
+  ``reverse_output_order`` chooses XYWH (true) or YXHW (false); an explicit
+  ``UNSPECIFIED`` behaves as YXHW (spec §2.4).
+
+  Traps kept for fidelity: ``keypoint_coord_offset`` defaults to 0, which with
+  keypoints makes them overwrite the decoded box exactly as MediaPipe does
+  (§2.11): set 4 for BlazeFace-style rows. The scales default to 0.0, which
+  MediaPipe divides by; :func:`decode` refuses a zero scale with an error.
+
+  ``box_boundaries_indices`` is ``(ymin, xmin, ymax, xmax)`` positions in a
+  post-processed model's box row (4-tensor path, spec §2.8), ``None`` meaning
+  the proto default ``(0, 1, 2, 3)``.
+  """
+
+  num_classes: int
+  num_boxes: int = 0
+  num_coords: int
+  box_coord_offset: int = 0
+  keypoint_coord_offset: int = 0
+  num_keypoints: int = 0
+  num_values_per_keypoint: int = 2
+  x_scale: float = 0.0
+  y_scale: float = 0.0
+  w_scale: float = 0.0
+  h_scale: float = 0.0
+  apply_exponential_on_box_size: bool = False
+  reverse_output_order: bool = False
+  box_format: BoxFormat | None = None
+  ignore_classes: tuple[int, ...] = ()
+  allow_classes: tuple[int, ...] = ()
+  sigmoid_score: bool = False
+  score_clipping_thresh: float | None = None
+  flip_vertically: bool = False
+  min_score_thresh: float | None = None
+  max_results: int = -1
+  max_classes_per_detection: int = 1
+  box_boundaries_indices: tuple[int, int, int, int] | None = None
+
+  def __post_init__(self) -> None:
+    w = lambda name: f"DecoderOptions.{name}"  # noqa: E731
+    for name, minimum in (("num_classes", 1), ("num_boxes", 0), ("num_coords", 4),
+                          ("box_coord_offset", 0), ("keypoint_coord_offset", 0),
+                          ("num_keypoints", 0), ("num_values_per_keypoint", None),
+                          ("max_results", None), ("max_classes_per_detection", 1)):
+      v.set_field(self, name, v.as_int(w(name), getattr(self, name), minimum=minimum))
+    for name in ("x_scale", "y_scale", "w_scale", "h_scale"):
+      v.set_field(self, name, v.as_float(w(name), getattr(self, name)))
+    for name in ("score_clipping_thresh", "min_score_thresh"):
+      if getattr(self, name) is not None:
+        v.set_field(self, name, v.as_float(w(name), getattr(self, name)))
+    if self.score_clipping_thresh is not None and self.score_clipping_thresh < 0:
+      raise ValueError(f"{w('score_clipping_thresh')} must be >= 0, got "
+                       f"{self.score_clipping_thresh}")
+    for name in ("apply_exponential_on_box_size", "reverse_output_order", "sigmoid_score",
+                 "flip_vertically"):
+      v.set_field(self, name, v.as_bool(w(name), getattr(self, name)))
+    if self.box_format is not None:
+      v.set_field(self, "box_format", v.as_enum(w("box_format"), BoxFormat, self.box_format))
+    for name in ("ignore_classes", "allow_classes"):
+      ids = v.as_tuple(w(name), getattr(self, name))
+      ids = tuple(v.as_int(f"{w(name)}[{i}]", c) for i, c in enumerate(ids))
+      for i, c in enumerate(ids):
+        if not 0 <= c < self.num_classes:
+          raise ValueError(f"{w(name)}[{i}]={c} is not a class id in [0, "
+                           f"num_classes={self.num_classes})")
+      v.set_field(self, name, ids)
+    if self.box_boundaries_indices is not None:
+      idx = v.as_tuple(w("box_boundaries_indices"), self.box_boundaries_indices)
+      idx = tuple(v.as_int(f"{w('box_boundaries_indices')}[{i}]", x) for i, x in enumerate(idx))
+      if sorted(idx) != [0, 1, 2, 3]:
+        raise ValueError(f"{w('box_boundaries_indices')} must be a permutation of 0..3 "
+                         f"(ymin, xmin, ymax, xmax positions), got {idx!r}")
+      v.set_field(self, "box_boundaries_indices", idx)
+
+    # Spec §2.3.
+    if self.max_results == 0:
+      raise ValueError(f"{w('max_results')} must not be 0 (negative means no limit)")
+    if self.num_values_per_keypoint != 2:
+      raise ValueError(f"{w('num_values_per_keypoint')} must be 2, got "
+                       f"{self.num_values_per_keypoint}")
+    if self.num_keypoints * 2 + 4 != self.num_coords:
+      raise ValueError(f"{w('num_coords')}={self.num_coords} must equal 4 + 2 * num_keypoints "
+                       f"= {4 + 2 * self.num_keypoints}")
+    if self.allow_classes and self.ignore_classes:
+      raise ValueError(f"{w('allow_classes')} and ignore_classes cannot both be given")
+    if self.box_coord_offset + 4 > self.num_coords:
+      raise ValueError(f"{w('box_coord_offset')}={self.box_coord_offset} leaves no room for 4 "
+                       f"box values in num_coords={self.num_coords}")
+    if self.keypoint_coord_offset + 2 * self.num_keypoints > self.num_coords:
+      raise ValueError(f"{w('keypoint_coord_offset')}={self.keypoint_coord_offset} leaves no "
+                       f"room for {self.num_keypoints} keypoints in num_coords={self.num_coords}")
+    if self.max_classes_per_detection != 1:
+      raise ValueError(f"{w('max_classes_per_detection')}={self.max_classes_per_detection}: "
+                       "only 1 is supported")
+
+  @property
+  def format(self) -> BoxFormat:
+    """The effective box format after spec §2.4's precedence rule."""
+    if self.box_format is not None:
+      return BoxFormat.YXHW if self.box_format is BoxFormat.UNSPECIFIED else self.box_format
+    return BoxFormat.XYWH if self.reverse_output_order else BoxFormat.YXHW
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any]) -> "DecoderOptions":
+    """Options from a dict keyed by proto field names; absent keys are unset."""
+    data = dict(data)
+    if isinstance(data.get("box_boundaries_indices"), Mapping):
+      b = data["box_boundaries_indices"]
+      data["box_boundaries_indices"] = tuple(
+          b.get(k, d) for k, d in (("ymin", 0), ("xmin", 1), ("ymax", 2), ("xmax", 3)))
+    return v.from_dict(cls, data, where="DecoderOptions")
+
+  def to_dict(self) -> dict[str, Any]:
+    """Plain dict with proto field names; unset and default fields left out."""
+    out = v.to_dict(self, skip_defaults=True)
+    for required in ("num_classes", "num_coords"):
+      out[required] = getattr(self, required)
+    return {k: val for k, val in out.items() if val is not None}
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def anchors_from_yxhw(anchors: ArrayLike) -> jax.Array:
+  """MediaPipe's anchor *tensor* layout ``[N, 4]`` rows ``[y_center, x_center, h, w]``
+  (3-tensor models, spec §2.1) to our ``[x_center, y_center, w, h]``."""
+  anchors = jnp.asarray(anchors)
+  return anchors[..., jnp.array([1, 0, 3, 2])]
+
+
+def _check_float(where: str, x: jax.Array) -> None:
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(f"{where} must be a float array, got dtype {x.dtype}")
+
+
+def _check_inputs(raw_boxes, raw_scores, anchors, options: DecoderOptions):
+  raw_boxes, raw_scores, anchors = map(jnp.asarray, (raw_boxes, raw_scores, anchors))
+  for where, x in (("raw_boxes", raw_boxes), ("raw_scores", raw_scores), ("anchors", anchors)):
+    _check_float(where, x)
+  if raw_boxes.ndim < 2 or raw_boxes.shape[-1] != options.num_coords:
+    raise ValueError(f"raw_boxes must have shape [..., N, num_coords={options.num_coords}], "
+                     f"got {raw_boxes.shape}")
+  if raw_scores.ndim < 2 or raw_scores.shape[-1] != options.num_classes:
+    raise ValueError(f"raw_scores must have shape [..., N, num_classes={options.num_classes}], "
+                     f"got {raw_scores.shape}")
+  if raw_boxes.shape[:-1] != raw_scores.shape[:-1]:
+    raise ValueError(f"raw_boxes {raw_boxes.shape} and raw_scores {raw_scores.shape} disagree "
+                     "on the leading [..., N] dimensions")
+  n = raw_boxes.shape[-2]
+  if anchors.shape != (n, 4):
+    raise ValueError(f"anchors must have shape [N={n}, 4], got {anchors.shape}")
+  if options.num_boxes and options.num_boxes != n:
+    raise ValueError(f"DecoderOptions.num_boxes={options.num_boxes} but the tensors hold "
+                     f"N={n} boxes")
+  for name in ("x_scale", "y_scale", "w_scale", "h_scale"):
+    if getattr(options, name) == 0:
+      raise ValueError(f"DecoderOptions.{name} is 0: MediaPipe divides by it and detects "
+                       "nothing; set the model's scale (e.g. the input size)")
+  return raw_boxes, raw_scores, anchors
+
+
+def _class_allowed(cls: jax.Array, options: DecoderOptions) -> jax.Array:
+  """MediaPipe's class filter for any int id: in the allowlist if there is one,
+  else not in the ignore list (so -1 passes unless there is an allowlist)."""
+  if options.allow_classes:
+    return jnp.isin(cls, jnp.array(options.allow_classes, jnp.int32))
+  if options.ignore_classes:
+    return ~jnp.isin(cls, jnp.array(options.ignore_classes, jnp.int32))
+  return jnp.ones(cls.shape, bool)
+
+
+def _score(raw_scores: jax.Array, options: DecoderOptions) -> tuple[jax.Array, jax.Array]:
+  """Best allowed class and its score per anchor (spec §2.6)."""
+  s = raw_scores
+  if options.sigmoid_score:
+    if options.score_clipping_thresh is not None:
+      t = jnp.asarray(options.score_clipping_thresh, s.dtype)
+      s = jnp.clip(s, -t, t)
+    s = 1 / (1 + jnp.exp(-s))
+  allowed = _class_allowed(jnp.arange(options.num_classes, dtype=jnp.int32), options)
+  # MediaPipe starts from best = -FLT_MAX and takes a class only if best < s, in
+  # ascending class order: the first maximum strictly above -FLT_MAX wins; NaN never does.
+  usable = allowed & (s > -_FLT_MAX)
+  masked = jnp.where(usable, s, -jnp.inf)
+  best_class = jnp.argmax(masked, axis=-1).astype(jnp.int32)
+  best = jnp.take_along_axis(masked, best_class[..., None], axis=-1)[..., 0]
+  found = jnp.any(usable, axis=-1)
+  score = jnp.where(found, best, jnp.asarray(-_FLT_MAX, s.dtype))
+  return score, jnp.where(found, best_class, -1)
+
+
+def _decode_geometry(raw_boxes: jax.Array, anchors: jax.Array, options: DecoderOptions):
+  """Box corners and keypoints per spec §2.5, reading MediaPipe's output buffer."""
+  o = options.box_coord_offset
+  r = raw_boxes
+  fmt = options.format
+  if fmt is BoxFormat.YXHW:
+    ty, tx, th, tw = r[..., o], r[..., o + 1], r[..., o + 2], r[..., o + 3]
+  elif fmt is BoxFormat.XYWH:
+    tx, ty, tw, th = r[..., o], r[..., o + 1], r[..., o + 2], r[..., o + 3]
+  else:  # XYXY: distances from the anchor centre to the left, top, right, bottom edges.
+    left, top, right, bottom = r[..., o], r[..., o + 1], r[..., o + 2], r[..., o + 3]
+    tx, ty = (right - left) / 2, (bottom - top) / 2
+    tw, th = left + right, top + bottom
+  axc, ayc, aw, ah = anchors[:, 0], anchors[:, 1], anchors[:, 2], anchors[:, 3]
+  dtype = r.dtype
+  xs, ys = jnp.asarray(options.x_scale, dtype), jnp.asarray(options.y_scale, dtype)
+  ws, hs = jnp.asarray(options.w_scale, dtype), jnp.asarray(options.h_scale, dtype)
+  xc = tx / xs * aw + axc
+  yc = ty / ys * ah + ayc
+  if options.apply_exponential_on_box_size:
+    h = jnp.exp(th / hs) * ah
+    w = jnp.exp(tw / ws) * aw
+  else:
+    h = th / hs * ah
+    w = tw / ws * aw
+  # MediaPipe's buffer slots 0..3 hold ymin, xmin, ymax, xmax.
+  slots = [yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2]
+
+  k, q = options.num_keypoints, options.keypoint_coord_offset
+  kp = r[..., q:q + 2 * k].reshape(r.shape[:-1] + (k, 2))
+  if fmt is BoxFormat.YXHW:
+    kx, ky = kp[..., 1], kp[..., 0]
+  else:
+    kx, ky = kp[..., 0], kp[..., 1]
+  kx = kx / xs * aw[:, None] + axc[:, None]
+  ky = ky / ys * ah[:, None] + ayc[:, None]
+  # Keypoints are written after the box, x at q + 2j and y at q + 2j + 1: with
+  # keypoint_coord_offset < 4 they overwrite box slots (spec §2.11).
+  for j in range(k):
+    for slot, value in ((q + 2 * j, kx[..., j]), (q + 2 * j + 1, ky[..., j])):
+      if slot < 4:
+        slots[slot] = value
+  ymin, xmin, ymax, xmax = slots
+  return xmin, ymin, xmax, ymax, jnp.stack([kx, ky], axis=-1)
+
+
+def _finish(xmin, ymin, xmax, ymax, keypoints, score, cls, candidate,
+            options: DecoderOptions) -> Detections:
+  """Spec §2.7 steps 2-5 (filters, flip) and step 1 (max_results) on whole arrays."""
+  width, height = xmax - xmin, ymax - ymin
+  valid = candidate & (width >= 0) & (height >= 0)  # NaN compares false: dropped
+  valid &= _class_allowed(cls, options)
+  if options.min_score_thresh is not None:
+    valid &= score >= jnp.asarray(options.min_score_thresh, score.dtype)
+  if options.max_results > 0:
+    valid &= jnp.cumsum(valid, axis=-1) <= options.max_results
+  if options.flip_vertically:
+    ymin, ymax = 1 - ymax, 1 - ymin
+    keypoints = keypoints.at[..., 1].set(1 - keypoints[..., 1])
+  boxes = jnp.stack([xmin, ymin, xmax, ymax], axis=-1)
+  return Detections(boxes=boxes, keypoints=keypoints, scores=score,
+                    classes=cls.astype(jnp.int32), valid=valid)
+
+
+@functools.partial(jax.jit, static_argnames=("options",))
+def _decode(raw_boxes, raw_scores, anchors, options: DecoderOptions) -> Detections:
+  xmin, ymin, xmax, ymax, keypoints = _decode_geometry(raw_boxes, anchors.astype(raw_boxes.dtype),
+                                                      options)
+  score, cls = _score(raw_scores, options)
+  candidate = jnp.ones(score.shape, bool)
+  return _finish(xmin, ymin, xmax, ymax, keypoints, score, cls, candidate, options)
+
+
+def decode(raw_boxes: ArrayLike, raw_scores: ArrayLike, anchors: ArrayLike,
+           options: DecoderOptions) -> Detections:
+  """Decodes raw SSD outputs into detections: MediaPipe ``TensorsToDetectionsCalculator``.
+
+  Raw-model (2-tensor) path of spec §2.5–§2.7 on the CPU calculator; see the
+  module docstring for conventions and precision.
+
+  Args:
+    raw_boxes: ``[..., N, num_coords]`` float regression outputs.
+    raw_scores: ``[..., N, num_classes]`` float class logits or scores.
+    anchors: ``[N, 4]`` rows ``[x_center, y_center, w, h]`` (see
+      :func:`anchors_from_yxhw` for MediaPipe's tensor layout).
+    options: static :class:`DecoderOptions`.
+
+  Returns:
+    :class:`Detections` with ``N`` slots per batch element: ``boxes
+    [..., N, 4]``, ``keypoints [..., N, num_keypoints, 2]``, ``scores``,
+    ``classes`` (``-1`` where no class was allowed), ``valid``.
+
+  Raises:
+    ValueError, TypeError: at trace time, for shapes that disagree with the
+      options or each other, non-float inputs, or a zero scale.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxanchors import presets, generate_anchors
+    >>> options = DecoderOptions(num_classes=1, num_coords=4, reverse_output_order=True,
+    ...                          x_scale=128, y_scale=128, w_scale=128, h_scale=128,
+    ...                          sigmoid_score=True, min_score_thresh=0.5)
+    >>> anchors = jnp.array([[0.5, 0.5, 1.0, 1.0]])
+    >>> d = decode(jnp.array([[16.0, 0.0, 32.0, 64.0]]), jnp.array([[2.0]]), anchors, options)
+    >>> d.boxes.tolist(), d.valid.tolist()
+    ([[0.5, 0.25, 0.75, 0.75]], [True])
+  """
+  if not isinstance(options, DecoderOptions):
+    raise TypeError(f"options must be DecoderOptions, got {type(options).__name__}")
+  raw_boxes, raw_scores, anchors = _check_inputs(raw_boxes, raw_scores, anchors, options)
+  return _decode(raw_boxes, raw_scores, anchors, options)
+
+
+@functools.partial(jax.jit, static_argnames=("options",))
+def _decode_postprocessed(boxes, classes, scores, num_detections, options) -> Detections:
+  idx = options.box_boundaries_indices or (0, 1, 2, 3)
+  ymin, xmin, ymax, xmax = (boxes[..., i] for i in idx)
+  m = boxes.shape[-2]
+  rows = jnp.arange(m)
+  candidate = rows < jnp.asarray(num_detections).astype(jnp.int32)[..., None]
+  cls = jnp.trunc(classes).astype(jnp.int32)
+  keypoints = jnp.zeros(boxes.shape[:-1] + (0, 2), boxes.dtype)
+  return _finish(xmin, ymin, xmax, ymax, keypoints, scores, cls, candidate, options)
+
+
+def decode_postprocessed(boxes: ArrayLike, classes: ArrayLike, scores: ArrayLike,
+                         num_detections: ArrayLike, options: DecoderOptions) -> Detections:
+  """Detections of a model with built-in post-processing (4 tensors, spec §2.8).
+
+  No anchors, sigmoid or decoding: box corners are read at
+  ``options.box_boundaries_indices`` (default ymin, xmin, ymax, xmax), rows at
+  or beyond ``num_detections`` (truncated to int) are invalid, float classes are
+  truncated to ints, and §2.7's filters apply (class filter, threshold,
+  size, ``max_results``, flip).
+
+  Args:
+    boxes: ``[..., M, 4]``; classes, scores: ``[..., M]``; num_detections:
+      ``[...]`` or ``[..., 1]``.
+    options: static :class:`DecoderOptions` (``num_coords`` 4).
+  """
+  if not isinstance(options, DecoderOptions):
+    raise TypeError(f"options must be DecoderOptions, got {type(options).__name__}")
+  boxes, classes, scores, num_detections = map(jnp.asarray, (boxes, classes, scores,
+                                                             num_detections))
+  for where, x in (("boxes", boxes), ("scores", scores)):
+    _check_float(where, x)
+  if boxes.ndim < 2 or boxes.shape[-1] != 4:
+    raise ValueError(f"boxes must have shape [..., M, 4], got {boxes.shape}")
+  if classes.shape != boxes.shape[:-1] or scores.shape != boxes.shape[:-1]:
+    raise ValueError(f"classes {classes.shape} and scores {scores.shape} must have shape "
+                     f"{boxes.shape[:-1]} to match boxes {boxes.shape}")
+  if num_detections.shape not in (boxes.shape[:-2], boxes.shape[:-2] + (1,)):
+    raise ValueError(f"num_detections must have shape {boxes.shape[:-2]} (or with a trailing 1), "
+                     f"got {num_detections.shape}")
+  num_detections = num_detections.reshape(boxes.shape[:-2])
+  return _decode_postprocessed(boxes, classes, scores, num_detections, options)
+
+
+# -- encoding (training targets) ---------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("options",))
+def _encode(boxes, keypoints, anchors, options: DecoderOptions) -> jax.Array:
+  dtype = boxes.dtype
+  anchors = anchors.astype(dtype)
+  axc, ayc, aw, ah = anchors[:, 0], anchors[:, 1], anchors[:, 2], anchors[:, 3]
+  xs, ys = jnp.asarray(options.x_scale, dtype), jnp.asarray(options.y_scale, dtype)
+  ws, hs = jnp.asarray(options.w_scale, dtype), jnp.asarray(options.h_scale, dtype)
+  xmin, ymin, xmax, ymax = (boxes[..., i] for i in range(4))
+  if options.flip_vertically:
+    ymin, ymax = 1 - ymax, 1 - ymin
+    keypoints = keypoints.at[..., 1].set(1 - keypoints[..., 1])
+  xc, yc = (xmin + xmax) / 2, (ymin + ymax) / 2
+  w, h = xmax - xmin, ymax - ymin
+  tx = (xc - axc) / aw * xs
+  ty = (yc - ayc) / ah * ys
+  if options.apply_exponential_on_box_size:
+    tw = jnp.log(w / aw) * ws
+    th = jnp.log(h / ah) * hs
+  else:
+    tw = w / aw * ws
+    th = h / ah * hs
+  fmt = options.format
+  if fmt is BoxFormat.YXHW:
+    box = [ty, tx, th, tw]
+  elif fmt is BoxFormat.XYWH:
+    box = [tx, ty, tw, th]
+  else:
+    box = [tw / 2 - tx, th / 2 - ty, tw / 2 + tx, th / 2 + ty]
+  kx = (keypoints[..., 0] - axc[:, None]) / aw[:, None] * xs
+  ky = (keypoints[..., 1] - ayc[:, None]) / ah[:, None] * ys
+  kp = jnp.stack([ky, kx] if fmt is BoxFormat.YXHW else [kx, ky], axis=-1)
+  kp = kp.reshape(kp.shape[:-2] + (2 * options.num_keypoints,))
+  row = [jnp.zeros(boxes.shape[:-1], dtype)] * options.num_coords
+  o, q = options.box_coord_offset, options.keypoint_coord_offset
+  row[o:o + 4] = box
+  out = jnp.stack(row, axis=-1)
+  return out.at[..., q:q + 2 * options.num_keypoints].set(kp)
+
+
+def encode(boxes: ArrayLike, keypoints: ArrayLike | None, anchors: ArrayLike,
+           options: DecoderOptions) -> jax.Array:
+  """Regression targets that :func:`decode` maps back to ``boxes`` and ``keypoints``.
+
+  The exact inverse of the geometry of :func:`decode` (scores are not
+  involved): sizes use ``log`` where decoding uses ``exp``, keypoints are
+  encoded too, ``flip_vertically`` is undone. Differentiable; unused row slots
+  are 0.
+
+  Args:
+    boxes: ``[..., N, 4]`` ``[xmin, ymin, xmax, ymax]`` per anchor (e.g. the
+      ground truth matched to each anchor).
+    keypoints: ``[..., N, num_keypoints, 2]`` ``(x, y)``, or ``None`` when the
+      options have no keypoints.
+    anchors: ``[N, 4]`` rows ``[x_center, y_center, w, h]``.
+    options: static :class:`DecoderOptions`.
+
+  Returns:
+    ``[..., N, num_coords]`` raw rows. With ``apply_exponential_on_box_size``
+    a box of width or height <= 0 has no encoding and gives NaN.
+
+  Raises:
+    ValueError: for shapes that disagree, a zero scale, or options whose
+      keypoints overlap the box slots (``keypoint_coord_offset`` < 4 with
+      keypoints), which decoding cannot invert.
+  """
+  if not isinstance(options, DecoderOptions):
+    raise TypeError(f"options must be DecoderOptions, got {type(options).__name__}")
+  boxes, anchors = jnp.asarray(boxes), jnp.asarray(anchors)
+  _check_float("boxes", boxes)
+  _check_float("anchors", anchors)
+  k = options.num_keypoints
+  if keypoints is None:
+    if k:
+      raise ValueError(f"keypoints are required: options have num_keypoints={k}")
+    keypoints = jnp.zeros(boxes.shape[:-1] + (0, 2), boxes.dtype)
+  keypoints = jnp.asarray(keypoints)
+  _check_float("keypoints", keypoints)
+  if boxes.ndim < 2 or boxes.shape[-1] != 4:
+    raise ValueError(f"boxes must have shape [..., N, 4], got {boxes.shape}")
+  if keypoints.shape != boxes.shape[:-1] + (k, 2):
+    raise ValueError(f"keypoints must have shape {boxes.shape[:-1] + (k, 2)} "
+                     f"([..., N, num_keypoints, 2]), got {keypoints.shape}")
+  n = boxes.shape[-2]
+  if anchors.shape != (n, 4):
+    raise ValueError(f"anchors must have shape [N={n}, 4], got {anchors.shape}")
+  o, q = options.box_coord_offset, options.keypoint_coord_offset
+  if k and (q < 4 or (q < o + 4 and o < q + 2 * k)):
+    raise ValueError(f"DecoderOptions.keypoint_coord_offset={options.keypoint_coord_offset} "
+                     "puts keypoints over the box values; such rows cannot be encoded")
+  for name in ("x_scale", "y_scale", "w_scale", "h_scale"):
+    if getattr(options, name) == 0:
+      raise ValueError(f"DecoderOptions.{name} is 0; set the model's scale")
+  return _encode(boxes, keypoints.astype(boxes.dtype), anchors, options)
