@@ -1,0 +1,311 @@
+"""Letterbox preprocessing and mapping detections back to the image.
+
+MediaPipe's ``ImageToTensorCalculator`` (CPU, spec ``mediapipe.md`` §4.1),
+``DetectionLetterboxRemovalCalculator`` (§4.3) and
+``DetectionProjectionCalculator`` (§4.2), for a whole-image region of interest
+without rotation.
+
+Contract:
+
+* Images are ``[..., H, W, C]``, ``uint8`` or float with values in 0..255, one
+  size for the whole batch (shapes are static). The model tensor is
+  ``[..., h, w, C]`` float32 in ``output_tensor_float_range``.
+* With ``keep_aspect_ratio`` the image is scaled to fit and centred; the
+  border is filled in pixel space *before* normalisation, so zero padding reads
+  as the range minimum (-1 for [-1, 1]).
+* The transform back is returned as data: ``padding [..., 4]`` =
+  ``[left, top, right, bottom]`` as fractions of the tensor (MediaPipe's
+  ``LETTERBOX_PADDING``) and ``matrix [..., 4, 4]`` mapping tensor-normalised
+  to image-normalised coordinates (MediaPipe's ``MATRIX`` output).
+* ``method="mediapipe"`` reproduces OpenCV's ``warpPerspective`` as MediaPipe
+  calls it: pixel indices as coordinates (no half-pixel centring), source
+  positions quantised to 1/32 pixel, bilinear weights in 1/1024 steps, and for
+  ``uint8`` images the result rounded back to ``uint8`` before normalisation.
+  Sampling positions are computed in float64 with NumPy when tracing (image and
+  tensor sizes are static), so only the gather runs on the device.
+  ``method="linear"`` is a plain centre-aligned bilinear resize
+  (``jax.image.scale_and_translate``), smoother but not MediaPipe's values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxanchors import _validate as v
+from jaxanchors.detections import Detections
+
+__all__ = [
+    "BorderMode",
+    "ImageToTensorOptions",
+    "LetterboxTransform",
+    "letterbox",
+    "letterbox_padding",
+    "project_detections",
+    "remove_letterbox",
+]
+
+_F32 = np.float32
+_INTER_BITS = 5
+_TAB = 1 << _INTER_BITS  # OpenCV's INTER_TAB_SIZE: 32 sub-pixel positions
+
+
+class BorderMode(enum.Enum):
+  """``ImageToTensorCalculatorOptions.BorderMode``; UNSPECIFIED behaves as REPLICATE."""
+
+  UNSPECIFIED = 0
+  ZERO = 1
+  REPLICATE = 2
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImageToTensorOptions:
+  """Options of MediaPipe's ``ImageToTensorCalculator`` used by the SSD graphs (§4.1).
+
+  Attributes:
+    output_tensor_width, output_tensor_height: model input size in pixels.
+    keep_aspect_ratio: letterbox (True) or stretch (False, the proto default).
+    output_tensor_float_range: ``(min, max)`` of the float tensor; pixel 0 maps
+      to min and 255 to max.
+    border_mode: what fills the letterbox border; UNSPECIFIED is REPLICATE as
+      in MediaPipe, the BlazeFace-family graphs set ZERO.
+  """
+
+  output_tensor_width: int
+  output_tensor_height: int
+  keep_aspect_ratio: bool = False
+  output_tensor_float_range: tuple[float, float]
+  border_mode: BorderMode = BorderMode.UNSPECIFIED
+
+  def __post_init__(self) -> None:
+    w = lambda name: f"ImageToTensorOptions.{name}"  # noqa: E731
+    for name in ("output_tensor_width", "output_tensor_height"):
+      v.set_field(self, name, v.as_int(w(name), getattr(self, name), minimum=1))
+    v.set_field(self, "keep_aspect_ratio", v.as_bool(w("keep_aspect_ratio"),
+                                                     self.keep_aspect_ratio))
+    rng = v.as_tuple(w("output_tensor_float_range"), self.output_tensor_float_range)
+    if len(rng) != 2:
+      raise ValueError(f"{w('output_tensor_float_range')} must be (min, max), got {rng!r}")
+    lo, hi = (v.as_float(f"{w('output_tensor_float_range')}[{i}]", x) for i, x in enumerate(rng))
+    if not lo < hi:
+      raise ValueError(f"{w('output_tensor_float_range')} needs min < max, got {(lo, hi)!r}")
+    v.set_field(self, "output_tensor_float_range", (lo, hi))
+    v.set_field(self, "border_mode", v.as_enum(w("border_mode"), BorderMode, self.border_mode))
+
+
+class LetterboxTransform(NamedTuple):
+  """How a model tensor relates to its image (see the module docstring).
+
+  Attributes:
+    padding: ``[..., 4]`` ``[left, top, right, bottom]`` fractions of the tensor.
+    matrix: ``[..., 4, 4]`` row-major, tensor-normalised to image-normalised.
+  """
+
+  padding: jax.Array
+  matrix: jax.Array
+
+
+def _roi(image_h: int, image_w: int, options: ImageToTensorOptions):
+  """ROI ``(centre_x, centre_y, width, height)`` in pixels and padding (§4.1 steps 1-2)."""
+  cx, cy = _F32(0.5) * _F32(image_w), _F32(0.5) * _F32(image_h)
+  roi_w, roi_h = _F32(image_w), _F32(image_h)
+  pad_h = pad_v = _F32(0.0)
+  if options.keep_aspect_ratio:
+    t = _F32(options.output_tensor_height) / _F32(options.output_tensor_width)
+    r = roi_h / roi_w
+    if t > r:
+      roi_h = roi_w * t
+      pad_v = (_F32(1.0) - r / t) / _F32(2.0)
+    else:
+      roi_w = roi_h / t
+      pad_h = (_F32(1.0) - t / r) / _F32(2.0)
+  return (cx, cy, roi_w, roi_h), np.array([pad_h, pad_v, pad_h, pad_v], _F32)
+
+
+def letterbox_padding(image_size: tuple[int, int], options: ImageToTensorOptions) -> np.ndarray:
+  """MediaPipe's ``LETTERBOX_PADDING`` ``[left, top, right, bottom]`` for an image size.
+
+  Args:
+    image_size: ``(height, width)`` in pixels.
+
+  Examples:
+    >>> o = ImageToTensorOptions(output_tensor_width=128, output_tensor_height=128,
+    ...                          keep_aspect_ratio=True, output_tensor_float_range=(-1, 1))
+    >>> letterbox_padding((480, 640), o).tolist()
+    [0.0, 0.125, 0.0, 0.125]
+  """
+  return _roi(int(image_size[0]), int(image_size[1]), options)[1]
+
+
+def _matrix(image_h: int, image_w: int, options: ImageToTensorOptions) -> np.ndarray:
+  """Tensor-normalised -> image-normalised 4x4 matrix (§4.1 step 5, no rotation)."""
+  (cx, cy, roi_w, roi_h), _ = _roi(image_h, image_w, options)
+  m = np.eye(4, dtype=np.float64)
+  m[0, 0] = float(roi_w) / image_w
+  m[1, 1] = float(roi_h) / image_h
+  m[2, 2] = m[0, 0]  # MediaPipe scales z by the ROI width too
+  m[0, 3] = (float(cx) - float(roi_w) / 2) / image_w
+  m[1, 3] = (float(cy) - float(roi_h) / 2) / image_h
+  return m.astype(_F32)
+
+
+def _axis_samples(start: float, step: float, out_size: int, in_size: int, border: BorderMode):
+  """OpenCV's quantised bilinear taps along one axis, computed in float64.
+
+  Returns the two source indices (clamped into range), their validity (for
+  BORDER_CONSTANT) and the 1/32 fraction of the second tap.
+  """
+  pos = start + step * np.arange(out_size, dtype=np.float64)
+  fixed = np.rint(pos * _TAB).astype(np.int64)  # cvRound: nearest, ties to even
+  base, frac = fixed >> _INTER_BITS, fixed & (_TAB - 1)
+  taps = np.stack([base, base + 1])
+  inside = (taps >= 0) & (taps < in_size)
+  if border is BorderMode.ZERO:
+    taps = np.clip(taps, 0, in_size - 1)
+  else:  # REPLICATE
+    taps = np.clip(taps, 0, in_size - 1)
+    inside = np.ones_like(inside)
+  return taps.astype(np.int32), inside, frac.astype(np.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("options", "method"))
+def _letterbox(image: jax.Array, options: ImageToTensorOptions, method: str):
+  image_h, image_w = image.shape[-3], image.shape[-2]
+  out_h, out_w = options.output_tensor_height, options.output_tensor_width
+  (cx, cy, roi_w, roi_h), padding = _roi(image_h, image_w, options)
+  left = float(cx) - float(roi_w) / 2
+  top = float(cy) - float(roi_h) / 2
+  lo, hi = options.output_tensor_float_range
+  if method == "mediapipe":
+    xs, x_in, fx = _axis_samples(left, float(roi_w) / out_w, out_w, image_w, options.border_mode)
+    ys, y_in, fy = _axis_samples(top, float(roi_h) / out_h, out_h, image_h, options.border_mode)
+    acc = None
+    for i in range(2):
+      wy = fy if i else _TAB - fy
+      rows = jnp.take(image, jnp.asarray(ys[i]), axis=-3)
+      for j in range(2):
+        wx = fx if j else _TAB - fx
+        weight = (wy[:, None] * wx[None, :]) * (y_in[i][:, None] & x_in[j][None, :])
+        tap = jnp.take(rows, jnp.asarray(xs[j]), axis=-2)
+        if image.dtype == jnp.uint8:
+          term = tap.astype(jnp.int32) * jnp.asarray(weight, jnp.int32)[:, :, None]
+        else:
+          term = tap.astype(jnp.float32) * jnp.asarray(weight / _TAB**2, jnp.float32)[:, :, None]
+        acc = term if acc is None else acc + term
+    if image.dtype == jnp.uint8:
+      # Weights sum to 1024; OpenCV's 15-bit fixed point rounds half up.
+      pixels = ((acc + 512) >> 10).astype(jnp.float32)
+    else:
+      pixels = acc
+  elif method == "linear":
+    spatial = (image.ndim - 3, image.ndim - 2)
+    scale = jnp.array([out_h / float(roi_h), out_w / float(roi_w)], jnp.float32)
+    translation = -jnp.array([top, left], jnp.float32) * scale
+    shape = image.shape[:-3] + (out_h, out_w, image.shape[-1])
+    pixels = jax.image.scale_and_translate(
+        image.astype(jnp.float32), shape, spatial, scale, translation, method="linear",
+        antialias=False)
+    if options.border_mode is not BorderMode.ZERO and options.keep_aspect_ratio:
+      raise ValueError("method='linear' supports border_mode ZERO only with keep_aspect_ratio")
+  else:
+    raise ValueError(f"method must be 'mediapipe' or 'linear', got {method!r}")
+  alpha = _F32((hi - lo) / 255.0)
+  tensor = pixels * alpha + jnp.float32(lo)
+  batch = image.shape[:-3]
+  matrix = jnp.broadcast_to(jnp.asarray(_matrix(image_h, image_w, options)), batch + (4, 4))
+  return tensor, LetterboxTransform(jnp.broadcast_to(jnp.asarray(padding), batch + (4,)), matrix)
+
+
+def letterbox(image: ArrayLike, options: ImageToTensorOptions, *,
+              method: str = "mediapipe") -> tuple[jax.Array, LetterboxTransform]:
+  """Image to model tensor: MediaPipe ``ImageToTensorCalculator`` on the CPU (§4.1).
+
+  Args:
+    image: ``[..., H, W, C]`` ``uint8`` (or float in 0..255).
+    options: static :class:`ImageToTensorOptions`.
+    method: ``"mediapipe"`` (OpenCV's sampling, see the module docstring) or
+      ``"linear"`` (``jax.image`` bilinear, border ZERO).
+
+  Returns:
+    ``(tensor [..., h, w, C] float32, LetterboxTransform)``.
+
+  Examples:
+    >>> import numpy as np
+    >>> o = ImageToTensorOptions(output_tensor_width=4, output_tensor_height=4,
+    ...                          keep_aspect_ratio=True, output_tensor_float_range=(-1, 1),
+    ...                          border_mode="ZERO")
+    >>> tensor, t = letterbox(np.full((2, 4, 3), 255, np.uint8), o)
+    >>> tensor[:, 0, 0].tolist(), t.padding.tolist()
+    ([-1.0, 1.0, 1.0, -1.0], [0.0, 0.25, 0.0, 0.25])
+  """
+  if not isinstance(options, ImageToTensorOptions):
+    raise TypeError(f"options must be ImageToTensorOptions, got {type(options).__name__}")
+  image = jnp.asarray(image)
+  if image.ndim < 3:
+    raise ValueError(f"image must have shape [..., H, W, C], got {image.shape}")
+  if image.dtype != jnp.uint8 and not jnp.issubdtype(image.dtype, jnp.floating):
+    raise TypeError(f"image must be uint8 or float (0..255), got dtype {image.dtype}")
+  if min(image.shape[-3:]) < 1:
+    raise ValueError(f"image must not be empty, got shape {image.shape}")
+  return _letterbox(image, options, method)
+
+
+# -- mapping back ----------------------------------------------------------------------
+
+
+def remove_letterbox(detections: Detections, padding: ArrayLike) -> Detections:
+  """MediaPipe ``DetectionLetterboxRemovalCalculator`` (spec §4.3).
+
+  ``x' = (x - left) / (1 - (left + right))`` and likewise for y, applied to box
+  corners and keypoints; no clamping. ``padding`` is ``[..., 4]``
+  ``[left, top, right, bottom]``, broadcast against the detections' leading
+  dimensions (one padding per image, or one for all).
+  """
+  padding = jnp.asarray(padding, detections.boxes.dtype)
+  if padding.shape[-1:] != (4,):
+    raise ValueError(f"padding must have shape [..., 4], got {padding.shape}")
+  l, t, r, b = (padding[..., i, None] for i in range(4))
+  sx, sy = 1 - (l + r), 1 - (t + b)
+  boxes = detections.boxes
+  xmin, ymin = (boxes[..., 0] - l) / sx, (boxes[..., 1] - t) / sy
+  xmax, ymax = (boxes[..., 2] - l) / sx, (boxes[..., 3] - t) / sy
+  kp = detections.keypoints
+  kx = (kp[..., 0] - l[..., None]) / sx[..., None]
+  ky = (kp[..., 1] - t[..., None]) / sy[..., None]
+  return detections._replace(boxes=jnp.stack([xmin, ymin, xmax, ymax], axis=-1),
+                             keypoints=jnp.stack([kx, ky], axis=-1))
+
+
+def project_detections(detections: Detections, matrix: ArrayLike) -> Detections:
+  """MediaPipe ``DetectionProjectionCalculator`` (spec §4.2).
+
+  Applies the row-major 4x4 ``matrix [..., 4, 4]`` (``z = 0``, ``w = 1``) to
+  keypoints and the four box corners and takes the axis-aligned bounding box
+  of the projected corners. For an unrotated letterbox this equals
+  :func:`remove_letterbox` up to float rounding.
+  """
+  m = jnp.asarray(matrix, detections.boxes.dtype)
+  if m.shape[-2:] != (4, 4):
+    raise ValueError(f"matrix must have shape [..., 4, 4], got {m.shape}")
+  m = m[..., None, :, :]  # broadcast over the detection axis
+
+  def apply(x, y):
+    return (m[..., 0, 0] * x + m[..., 0, 1] * y + m[..., 0, 3],
+            m[..., 1, 0] * x + m[..., 1, 1] * y + m[..., 1, 3])
+
+  b = detections.boxes
+  cx, cy = zip(*(apply(b[..., i], b[..., j]) for i, j in ((0, 1), (2, 1), (2, 3), (0, 3))))
+  cx, cy = jnp.stack(cx, -1), jnp.stack(cy, -1)
+  boxes = jnp.stack([cx.min(-1), cy.min(-1), cx.max(-1), cy.max(-1)], axis=-1)
+  kp = detections.keypoints
+  mk = m[..., None, :, :]
+  kx = mk[..., 0, 0] * kp[..., 0] + mk[..., 0, 1] * kp[..., 1] + mk[..., 0, 3]
+  ky = mk[..., 1, 0] * kp[..., 0] + mk[..., 1, 1] * kp[..., 1] + mk[..., 1, 3]
+  return detections._replace(boxes=boxes, keypoints=jnp.stack([kx, ky], axis=-1))

@@ -1,0 +1,304 @@
+"""The real MediaPipe detector models (.tflite), fetched from PyPI and run on CPU.
+
+The ``mediapipe`` 0.10.21 wheel on PyPI is the newest release that still ships
+the legacy "solutions" models. :func:`model_path` downloads that wheel with the
+interpreter's own ``pip`` (``pip download --no-deps --only-binary=:all:``, so it
+comes from whatever package index pip is configured for, and from nowhere
+else), extracts the five SSD detector models from it with :mod:`zipfile`, checks
+their SHA-256 and caches them::
+
+    <cache>/mediapipe-0.10.21/face_detection_short_range.tflite
+    <cache>/mediapipe-0.10.21/face_detection_full_range_sparse.tflite
+    ...
+
+``<cache>`` is the ``cache_dir`` argument, else ``$JAXANCHORS_CACHE``, else
+``~/.cache/jaxanchors``. Once extracted, no network is needed.
+
+:class:`TFLiteModel` runs a model with LiteRT (the ``ai-edge-litert`` package,
+``pip install 'jaxanchors[models]'``), imported only when a model is built, and
+returns the two raw tensors that MediaPipe's ``TensorsToDetectionsCalculator``
+consumes, in that order: ``raw_boxes [1, N, num_coords]`` and
+``raw_scores [1, N, num_classes]``. The outputs are told apart by shape, not by
+their index in the model.
+
+Example (not run as a doctest: it needs the network once, and LiteRT)::
+
+    from jaxanchors import models
+    model = models.TFLiteModel.from_name("face_short_range")
+    model.input_size                     # (128, 128): (height, width)
+    boxes, scores = model(tensor)        # tensor: float32 [1, 128, 128, 3]
+
+Only NumPy and the standard library are imported with this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "MEDIAPIPE_VERSION",
+    "MODELS",
+    "ModelFile",
+    "ModelOutput",
+    "TFLiteModel",
+    "cache_root",
+    "model_path",
+]
+
+MEDIAPIPE_VERSION = "0.10.21"
+"""The ``mediapipe`` release whose wheel the models are taken from."""
+
+
+class ModelFile(NamedTuple):
+  """Where one model sits inside the mediapipe wheel, and its expected digest."""
+
+  member: str
+  sha256: str
+
+
+MODELS: dict[str, ModelFile] = {
+    "face_short_range": ModelFile(
+        "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+        "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"),
+    "face_full_range": ModelFile(
+        "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+        "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"),
+    "palm_lite": ModelFile(
+        "mediapipe/modules/palm_detection/palm_detection_lite.tflite",
+        "e9a4aaddf90dda56a87235303cf00e4c2d3fb28725f68fd88772997dac905c18"),
+    "palm_full": ModelFile(
+        "mediapipe/modules/palm_detection/palm_detection_full.tflite",
+        "1b14e9422c6ad006cde6581a46c8b90dd573c07ab7f3934b5589e7cea3f89a54"),
+    "pose": ModelFile(
+        "mediapipe/modules/pose_detection/pose_detection.tflite",
+        "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c"),
+}
+"""Model name -> member of the ``mediapipe==0.10.21`` wheel and its SHA-256."""
+
+_PIP_TIMEOUT_S = 900
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> pathlib.Path:
+  """The cache folder: ``cache_dir``, else ``$JAXANCHORS_CACHE``, else ``~/.cache/jaxanchors``."""
+  if cache_dir is not None:
+    return pathlib.Path(cache_dir).expanduser()
+  env = os.environ.get("JAXANCHORS_CACHE")
+  if env:
+    return pathlib.Path(env).expanduser()
+  return pathlib.Path.home() / ".cache" / "jaxanchors"
+
+
+def _sha256(path: pathlib.Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _download_wheel(dest: pathlib.Path) -> pathlib.Path:
+  """``pip download`` the mediapipe wheel for this interpreter's platform into ``dest``."""
+  cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+         "--disable-pip-version-check", f"mediapipe=={MEDIAPIPE_VERSION}", "-d", str(dest)]
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S,
+                          check=False)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    raise RuntimeError(f"could not run {' '.join(cmd)!r}: {e}") from e
+  wheels = sorted(dest.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
+  if proc.returncode != 0 or not wheels:
+    tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-15:])
+    raise RuntimeError(
+        f"downloading the mediapipe=={MEDIAPIPE_VERSION} wheel failed (exit code "
+        f"{proc.returncode}) with: {' '.join(cmd)}\n{tail}\n"
+        "The models come only from that wheel: pip needs access to a package index "
+        f"that has mediapipe=={MEDIAPIPE_VERSION} for this platform (CPython "
+        f"{sys.version_info.major}.{sys.version_info.minor}), or pass wheel= a local "
+        "copy of the wheel.")
+  return wheels[0]
+
+
+def _extract(wheel: pathlib.Path, target: pathlib.Path) -> None:
+  """Extract every model of :data:`MODELS` from ``wheel`` into ``target``, verified."""
+  target.mkdir(parents=True, exist_ok=True)
+  try:
+    with zipfile.ZipFile(wheel) as zf:
+      for name, entry in MODELS.items():
+        out = target / pathlib.PurePosixPath(entry.member).name
+        if out.is_file() and _sha256(out) == entry.sha256:
+          continue
+        try:
+          info = zf.getinfo(entry.member)
+        except KeyError:
+          raise RuntimeError(f"{wheel} has no member {entry.member} (model {name!r})") from None
+        fd, tmp = tempfile.mkstemp(dir=target, suffix=".part")
+        try:
+          with os.fdopen(fd, "wb") as dst, zf.open(info) as src:
+            shutil.copyfileobj(src, dst)
+          os.chmod(tmp, 0o644)
+          got = _sha256(pathlib.Path(tmp))
+          if got != entry.sha256:
+            raise RuntimeError(
+                f"{entry.member} in {wheel} has SHA-256 {got}, expected {entry.sha256}")
+          os.replace(tmp, out)
+        finally:
+          if os.path.exists(tmp):
+            os.unlink(tmp)
+  except zipfile.BadZipFile as e:
+    raise RuntimeError(f"{wheel} is not a valid wheel (zip) file: {e}") from e
+
+
+def model_path(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
+               wheel: str | os.PathLike[str] | None = None) -> pathlib.Path:
+  """Path of the cached .tflite model ``name``, fetching it on first use.
+
+  Args:
+    name: one of ``face_short_range``, ``face_full_range`` (the sparse
+      full-range model, the one the wheel ships), ``palm_lite``, ``palm_full``,
+      ``pose``.
+    cache_dir: cache folder (default: ``$JAXANCHORS_CACHE`` or
+      ``~/.cache/jaxanchors``).
+    wheel: a local ``mediapipe-0.10.21-*.whl`` to extract from instead of
+      downloading one.
+
+  Returns:
+    The path of the extracted model. Its SHA-256 was checked against
+    :data:`MODELS` when it was extracted; cached files are not re-hashed.
+
+  Raises:
+    ValueError: unknown ``name``.
+    RuntimeError: pip failed, or the wheel lacks the model or holds other bytes.
+  """
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+  entry = MODELS[name]
+  target = cache_root(cache_dir) / f"mediapipe-{MEDIAPIPE_VERSION}"
+  out = target / pathlib.PurePosixPath(entry.member).name
+  if out.is_file() and out.stat().st_size > 0:
+    return out
+  if wheel is not None:
+    _extract(pathlib.Path(wheel), target)
+  else:
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target, prefix="download-") as tmp:
+      _extract(_download_wheel(pathlib.Path(tmp)), target)
+  return out
+
+
+def _interpreter_class() -> Any:
+  try:
+    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError(
+        "running the .tflite models needs LiteRT (the ai-edge-litert package): "
+        "pip install 'jaxanchors[models]'") from e
+  return Interpreter
+
+
+class ModelOutput(NamedTuple):
+  """The raw SSD tensors, as ``TensorsToDetectionsCalculator`` takes them."""
+
+  raw_boxes: np.ndarray   # float32 [1, N, num_coords]
+  raw_scores: np.ndarray  # float32 [1, N, num_classes]
+
+
+class TFLiteModel:
+  """One MediaPipe SSD detector model, run with the LiteRT CPU interpreter.
+
+  Calling it with a float32 image tensor ``[1, h, w, 3]`` (already resized,
+  letterboxed and scaled to the model's value range, e.g. by MediaPipe's
+  ImageToTensor rules) returns :class:`ModelOutput` ``(raw_boxes,
+  raw_scores)``. Without ``num_coords`` the box tensor is the output with the
+  larger last dimension (``num_coords = 4 + 2 * keypoints`` against
+  ``num_classes = 1`` for every MediaPipe face/palm/pose detector); pass
+  ``num_coords`` for a model whose score tensor is the wider one.
+  """
+
+  def __init__(self, path: str | os.PathLike[str], *, num_threads: int | None = None,
+               num_coords: int | None = None) -> None:
+    """Loads ``path`` (a .tflite file) and checks its input and output shapes.
+
+    Args:
+      path: the model file.
+      num_threads: interpreter threads (LiteRT's default when None).
+      num_coords: last dimension of the box output; selects it explicitly
+        (default: the output with the larger last dimension).
+
+    Raises:
+      ImportError: ai-edge-litert is not installed.
+      ValueError: the model does not have one ``[1, h, w, 3]`` float32 input
+        and two float32 ``[1, N, *]`` outputs with the same ``N``.
+    """
+    self.path = pathlib.Path(path)
+    interpreter_cls = _interpreter_class()
+    self._interpreter = interpreter_cls(model_path=str(self.path), num_threads=num_threads)
+    self._interpreter.allocate_tensors()
+
+    inputs = self._interpreter.get_input_details()
+    if (len(inputs) != 1 or inputs[0]["dtype"] != np.float32
+        or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][0] != 1
+        or inputs[0]["shape"][3] != 3):
+      raise ValueError(f"{self.path}: expected one float32 [1, h, w, 3] input, got "
+                       f"{[(d['shape'].tolist(), d['dtype']) for d in inputs]}")
+    self._input_index = int(inputs[0]["index"])
+    self.input_shape: tuple[int, int, int, int] = tuple(int(v) for v in inputs[0]["shape"])
+
+    outputs = self._interpreter.get_output_details()
+    shapes = [tuple(int(v) for v in d["shape"]) for d in outputs]
+    if (len(outputs) != 2 or any(d["dtype"] != np.float32 for d in outputs)
+        or any(len(s) != 3 or s[0] != 1 for s in shapes) or shapes[0][1] != shapes[1][1]):
+      raise ValueError(f"{self.path}: expected two float32 [1, N, *] outputs with the same N, "
+                       f"got {[(s, d['dtype']) for s, d in zip(shapes, outputs)]}")
+    last = [s[2] for s in shapes]
+    if num_coords is not None:
+      if last.count(num_coords) != 1:
+        raise ValueError(f"{self.path}: no single output has last dimension "
+                         f"num_coords={num_coords}; shapes {shapes}")
+      box = last.index(num_coords)
+    elif last[0] != last[1]:
+      box = 0 if last[0] > last[1] else 1
+    else:
+      raise ValueError(f"{self.path}: both outputs have shape {shapes[0]}; boxes and scores "
+                       "cannot be told apart by shape")
+    self._box_index = int(outputs[box]["index"])
+    self._score_index = int(outputs[1 - box]["index"])
+    self.num_anchors: int = shapes[box][1]
+    self.num_coords: int = shapes[box][2]
+    self.num_classes: int = shapes[1 - box][2]
+
+  @classmethod
+  def from_name(cls, name: str, *, cache_dir: str | os.PathLike[str] | None = None,
+                num_threads: int | None = None) -> TFLiteModel:
+    """The model :func:`model_path` gives for ``name``."""
+    return cls(model_path(name, cache_dir), num_threads=num_threads)
+
+  @property
+  def input_size(self) -> tuple[int, int]:
+    """Input ``(height, width)`` in pixels."""
+    return self.input_shape[1], self.input_shape[2]
+
+  def __call__(self, tensor: np.ndarray) -> ModelOutput:
+    """Runs the model on a ``[1, h, w, 3]`` (or ``[h, w, 3]``) tensor; returns fresh arrays."""
+    x = np.asarray(tensor, dtype=np.float32)
+    if x.ndim == 3:
+      x = x[None]
+    if x.shape != self.input_shape:
+      raise ValueError(f"input shape {x.shape} != model input shape {self.input_shape}")
+    self._interpreter.set_tensor(self._input_index, np.ascontiguousarray(x))
+    self._interpreter.invoke()
+    return ModelOutput(self._interpreter.get_tensor(self._box_index).copy(),
+                       self._interpreter.get_tensor(self._score_index).copy())
+
+  def __repr__(self) -> str:
+    return (f"TFLiteModel({str(self.path)!r}, input={self.input_shape}, anchors={self.num_anchors}, "
+            f"coords={self.num_coords}, classes={self.num_classes})")

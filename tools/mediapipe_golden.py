@@ -1,0 +1,883 @@
+"""Record MediaPipe's own SSD detector results on real photos, as test data.
+
+For each (model, photo) pair of ``PAIRS`` this runs the graph that ships in
+the ``mediapipe==0.10.21`` wheel (face detection short/full range, palm
+detection lite/full, pose detection), expanded into its calculators, with a
+few read-only taps added, and writes
+
+    tests/data/mediapipe/<model>_<photo>.npz   (compressed NumPy arrays)
+    tests/data/mediapipe/<model>_<photo>.json  (readable: options, detections, checks)
+
+The photos themselves are not stored: they come from ``skimage.data`` at test
+time (the JSON names the function, the crop, and the SHA-256 of the pixels).
+
+RUNS ONLY IN A SEPARATE VIRTUAL ENVIRONMENT. ``mediapipe`` pins numpy<2,
+which would break the project's jax environment. Create it with::
+
+    python3.11 -m venv /root/mpvenv
+    /root/mpvenv/bin/pip install 'mediapipe==0.10.21' scikit-image ai-edge-litert
+
+and run, from the project root::
+
+    /root/mpvenv/bin/python tools/mediapipe_golden.py              # write the files
+    /root/mpvenv/bin/python tools/mediapipe_golden.py --explore    # counts for every model x photo
+    /root/mpvenv/bin/python tools/mediapipe_golden.py --out DIR    # another output folder
+
+What is tapped (nothing in the shipped graph is changed; the taps only read):
+
+* ``ImageToTensorCalculator``'s TENSORS output, via ``TensorsToFloatsCalculator``
+  (the exact float32 model input, reshaped to ``[1, h, w, 3]``);
+* ``InferenceCalculatorCpu``'s TENSORS output, via
+  ``TensorsToEmbeddingsCalculator`` (one float embedding per output tensor,
+  i.e. every raw model output, unmodified: no L2 normalization, no
+  quantization);
+* the ``SsdAnchorsCalculator`` side packet (MediaPipe's own anchors);
+* ``TensorsToDetectionsCalculator``'s output (``decoded_*``: before NMS,
+  model-input coordinates), ``NonMaxSuppressionCalculator``'s output
+  (``nms_*``: model-input coordinates) and the graph output after
+  ``DetectionProjectionCalculator`` (face) or
+  ``DetectionLetterboxRemovalCalculator`` (palm, pose) (``final_*``: image
+  coordinates);
+* ``LETTERBOX_PADDING`` (std::array<float, 4>) and ``MATRIX``
+  (std::array<float, 16>) cannot be read from Python (no packet getter for
+  std::array). They are measured instead: a probe detection with known
+  keypoints is sent through an extra ``DetectionLetterboxRemovalCalculator``
+  and an extra ``DetectionProjectionCalculator`` fed with the real padding and
+  matrix; the padding and matrix computed in float32 with MediaPipe's formulas
+  must reproduce the probe results (checked here).
+
+Checks done before a file is written (the run fails otherwise; the measured
+differences are stored in the JSON):
+
+* the expanded graph's calculator options equal the spec's (§5.2, §5.3, §5.5,
+  §5.6);
+* the same graph without taps gives identical final detections;
+* LiteRT (``ai-edge-litert``) running the same .tflite on the recorded input
+  tensor reproduces the recorded raw outputs (max abs difference <= 1e-3);
+* a float32 NumPy re-computation of each stage from the one before it
+  (decoding §2.5-2.7 from raw outputs + MediaPipe's anchors, WEIGHTED NMS §3.5
+  from the decoded list, projection / letterbox removal §4.2-4.3 from the NMS
+  list) agrees to <= 1e-5, and so does the input tensor redone with OpenCV
+  from the photo (``opencv_input_tensor``);
+* the detections' keypoint count and the tensor sizes match the options.
+
+``decoded_anchor_index`` is the one array not read from MediaPipe: it is the
+anchor index of each decoded detection, from that NumPy re-computation (its
+count and values match MediaPipe's list, so the order is the anchor order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import pathlib
+import platform
+import re
+import sys
+
+import numpy as np
+
+try:
+  import mediapipe
+  from google.protobuf import json_format
+  from google.protobuf import message_factory
+  from google.protobuf import symbol_database
+  from google.protobuf import text_format
+  from mediapipe.framework import calculator_pb2
+  from mediapipe.framework.formats import detection_pb2
+  from mediapipe.python import packet_creator
+  from mediapipe.python import packet_getter
+  from mediapipe.python._framework_bindings import calculator_graph
+  from mediapipe.python._framework_bindings import image_frame
+  from mediapipe.python._framework_bindings import resource_util
+  from mediapipe.python._framework_bindings import validated_graph_config
+  import skimage
+  import skimage.data
+except ImportError as e:  # pragma: no cover - depends on the venv
+  sys.exit(f"{e}\nThis script runs only in the mediapipe venv; see its docstring.")
+
+MEDIAPIPE_VERSION = "0.10.21"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SITE = pathlib.Path(mediapipe.__file__).resolve().parent.parent  # resource root
+
+# Option protos that must be importable so options print and compare by name.
+_OPTION_MODULES = (
+    "mediapipe.calculators.tensor.image_to_tensor_calculator_pb2",
+    "mediapipe.calculators.tensor.inference_calculator_pb2",
+    "mediapipe.calculators.tensor.tensors_to_detections_calculator_pb2",
+    "mediapipe.calculators.tensor.tensors_to_floats_calculator_pb2",
+    "mediapipe.calculators.tflite.ssd_anchors_calculator_pb2",
+    "mediapipe.calculators.util.non_max_suppression_calculator_pb2",
+    "mediapipe.calculators.core.constant_side_packet_calculator_pb2",
+    "mediapipe.framework.tool.switch_container_pb2",
+    "mediapipe.framework.formats.object_detection.anchor_pb2",
+    "mediapipe.modules.face_detection.face_detection_pb2",
+    "mediapipe.tasks.cc.components.containers.proto.embeddings_pb2",
+)
+
+# ---------------------------------------------------------------------------
+# Models: the shipped graphs, and the options spec §5 says they carry.
+# ---------------------------------------------------------------------------
+
+_FACE_PRE = {"keep_aspect_ratio": True, "output_tensor_float_range": {"min": -1.0, "max": 1.0},
+             "border_mode": "BORDER_ZERO"}
+_NMS = {"min_suppression_threshold": 0.3, "overlap_type": "INTERSECTION_OVER_UNION",
+        "algorithm": "WEIGHTED"}
+_DECODE = {"num_classes": 1, "box_coord_offset": 0, "keypoint_coord_offset": 4,
+           "num_values_per_keypoint": 2, "reverse_output_order": True, "sigmoid_score": True,
+           "score_clipping_thresh": 100.0}
+_ANCHORS = {"min_scale": 0.1484375, "max_scale": 0.75, "anchor_offset_x": 0.5,
+            "anchor_offset_y": 0.5, "aspect_ratios": [1.0], "fixed_anchor_size": True}
+
+
+def _scales(s: int) -> dict[str, float]:
+  return {"x_scale": float(s), "y_scale": float(s), "w_scale": float(s), "h_scale": float(s)}
+
+
+MODELS: dict[str, dict] = {
+    "face_short_range": {
+        "spec": "§5.2",
+        "graph": {"binarypb": "mediapipe/modules/face_detection/face_detection_short_range_cpu.binarypb"},
+        "tflite": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+        "mapping": "DetectionProjectionCalculator",
+        "expected": {
+            "ImageToTensorCalculator": {"output_tensor_width": 128, "output_tensor_height": 128,
+                                        **_FACE_PRE},
+            "SsdAnchorsCalculator": {"input_size_width": 128, "input_size_height": 128,
+                                     "num_layers": 4, "strides": [8, 16, 16, 16],
+                                     "interpolated_scale_aspect_ratio": 1.0, **_ANCHORS},
+            "TensorsToDetectionsCalculator": {"num_boxes": 896, "num_coords": 16,
+                                              "num_keypoints": 6, "min_score_thresh": 0.5,
+                                              **_scales(128), **_DECODE},
+            "NonMaxSuppressionCalculator": _NMS,
+        },
+    },
+    "face_full_range": {
+        "spec": "§5.3",
+        "graph": {"binarypb": "mediapipe/modules/face_detection/face_detection_full_range_cpu.binarypb"},
+        "tflite": "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+        "mapping": "DetectionProjectionCalculator",
+        "expected": {
+            "ImageToTensorCalculator": {"output_tensor_width": 192, "output_tensor_height": 192,
+                                        **_FACE_PRE},
+            "SsdAnchorsCalculator": {"input_size_width": 192, "input_size_height": 192,
+                                     "num_layers": 1, "strides": [4],
+                                     "interpolated_scale_aspect_ratio": 0.0, **_ANCHORS},
+            "TensorsToDetectionsCalculator": {"num_boxes": 2304, "num_coords": 16,
+                                              "num_keypoints": 6, "min_score_thresh": 0.6,
+                                              **_scales(192), **_DECODE},
+            "NonMaxSuppressionCalculator": _NMS,
+        },
+    },
+    **{
+        f"palm_{variant}": {
+            "spec": "§5.5",
+            "graph": {"subgraph": "PalmDetectionCpu", "model_complexity": complexity},
+            "tflite": f"mediapipe/modules/palm_detection/palm_detection_{variant}.tflite",
+            "mapping": "DetectionLetterboxRemovalCalculator",
+            "expected": {
+                "ImageToTensorCalculator": {
+                    "output_tensor_width": 192, "output_tensor_height": 192,
+                    "keep_aspect_ratio": True,
+                    "output_tensor_float_range": {"min": 0.0, "max": 1.0},
+                    "border_mode": "BORDER_ZERO"},
+                "SsdAnchorsCalculator": {"input_size_width": 192, "input_size_height": 192,
+                                         "num_layers": 4, "strides": [8, 16, 16, 16],
+                                         **_ANCHORS},
+                "TensorsToDetectionsCalculator": {"num_boxes": 2016, "num_coords": 18,
+                                                  "num_keypoints": 7, "min_score_thresh": 0.5,
+                                                  **_scales(192), **_DECODE},
+                "NonMaxSuppressionCalculator": _NMS,
+            },
+        } for variant, complexity in (("lite", 0), ("full", 1))
+    },
+    "pose": {
+        "spec": "§5.6",
+        "graph": {"subgraph": "PoseDetectionCpu"},
+        "tflite": "mediapipe/modules/pose_detection/pose_detection.tflite",
+        "mapping": "DetectionLetterboxRemovalCalculator",
+        "expected": {
+            "ImageToTensorCalculator": {"output_tensor_width": 224, "output_tensor_height": 224,
+                                        "gpu_origin": "TOP_LEFT", **_FACE_PRE},
+            "SsdAnchorsCalculator": {"input_size_width": 224, "input_size_height": 224,
+                                     "num_layers": 5, "strides": [8, 16, 32, 32, 32],
+                                     **_ANCHORS},
+            "TensorsToDetectionsCalculator": {"num_boxes": 2254, "num_coords": 12,
+                                              "num_keypoints": 4, "min_score_thresh": 0.5,
+                                              **_scales(224), **_DECODE},
+            "NonMaxSuppressionCalculator": _NMS,
+        },
+    },
+}
+
+# ---------------------------------------------------------------------------
+# Photos: skimage.data images (grey ones repeated to RGB), each optionally
+# cropped (crop = [y0, y1, x0, x1]), placed side by side when there are several.
+# Non-square photos give a non-zero letterbox padding; "faces2" puts two faces
+# in one image so NMS keeps two detections. scikit-image bundles no photo of a
+# bare hand and none of a full body: "camera" (cameraman, gloved hands on a
+# camera) and "astronaut" (upper body) are the closest.
+# ---------------------------------------------------------------------------
+
+PHOTOS: dict[str, list[tuple[str, list[int] | None]]] = {
+    "astronaut": [("astronaut", None)],
+    "astronaut_wide": [("astronaut", [0, 300, 0, 512])],
+    "astronaut_tall": [("astronaut", [0, 512, 96, 416])],
+    "camera": [("camera", None)],
+    "camera_hands": [("camera", [100, 356, 120, 376])],
+    "faces2": [("astronaut", [0, 256, 96, 352]), ("camera", [20, 276, 100, 356])],
+    "chelsea": [("chelsea", None)],
+    "coffee": [("coffee", None)],
+}
+
+PAIRS: list[tuple[str, str]] = [
+    ("face_short_range", "astronaut"),
+    ("face_short_range", "astronaut_wide"),
+    ("face_short_range", "camera"),
+    ("face_short_range", "faces2"),
+    ("face_short_range", "chelsea"),
+    ("face_full_range", "astronaut"),
+    ("face_full_range", "astronaut_tall"),
+    ("face_full_range", "camera"),
+    ("face_full_range", "faces2"),
+    ("palm_lite", "chelsea"),
+    ("palm_full", "camera_hands"),
+    ("palm_full", "astronaut_tall"),
+    ("pose", "astronaut"),
+    ("pose", "astronaut_wide"),
+    ("pose", "camera"),
+]
+
+
+def load_photo(name: str) -> tuple[np.ndarray, dict]:
+  """The uint8 RGB [h, w, 3] image of PHOTOS[name], and its description for the JSON."""
+  parts, code = [], []
+  for fn, crop in PHOTOS[name]:
+    part = np.asarray(getattr(skimage.data, fn)())
+    expr = f"skimage.data.{fn}()"
+    if part.ndim == 2:
+      part = np.stack([part] * 3, axis=-1)
+      expr = f"np.stack([{expr}] * 3, axis=-1)"
+    part = part[..., :3]
+    if crop is not None:
+      y0, y1, x0, x1 = crop
+      part = part[y0:y1, x0:x1]
+      expr = f"{expr}[{y0}:{y1}, {x0}:{x1}]"
+    parts.append(part)
+    code.append(expr)
+  img = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.uint8)
+  rebuild = code[0] if len(code) == 1 else f"np.concatenate([{', '.join(code)}], axis=1)"
+  return img, {
+      "name": name,
+      "parts": [{"skimage_function": f"skimage.data.{fn}", "crop_y0_y1_x0_x1": crop}
+                for fn, crop in PHOTOS[name]],
+      "height": int(img.shape[0]),
+      "width": int(img.shape[1]),
+      "rebuild": f"img = {rebuild}  # uint8 RGB [h, w, 3]",
+      "sha256_of_uint8_rgb_pixels": hashlib.sha256(img.tobytes()).hexdigest(),
+  }
+
+
+# ---------------------------------------------------------------------------
+# Graph building.
+# ---------------------------------------------------------------------------
+
+def _import_option_protos() -> None:
+  for mod in _OPTION_MODULES:
+    importlib.import_module(mod)
+
+
+def expanded_graph(model: str) -> calculator_pb2.CalculatorGraphConfig:
+  """The model's shipped graph with all subgraphs expanded (MediaPipe's own expansion)."""
+  g = MODELS[model]["graph"]
+  v = validated_graph_config.ValidatedGraphConfig()
+  if "binarypb" in g:
+    v.initialize(binary_graph_path=str(SITE / g["binarypb"]))
+  else:
+    graph_side = node_side = ""
+    if "model_complexity" in g:
+      graph_side = 'input_side_packet: "model_complexity" '
+      node_side = 'input_side_packet: "MODEL_COMPLEXITY:model_complexity" '
+    text = ('input_stream: "image" output_stream: "detections" ' + graph_side +
+            f'node {{ calculator: "{g["subgraph"]}" input_stream: "IMAGE:image" '
+            f'output_stream: "DETECTIONS:detections" {node_side}}}')
+    v.initialize(graph_config=text)
+  config = calculator_pb2.CalculatorGraphConfig()
+  config.ParseFromString(v.binary_config)
+  return config
+
+
+def _node(config, calculator: str):
+  nodes = [n for n in config.node if n.calculator.startswith(calculator)]
+  if len(nodes) != 1:
+    raise RuntimeError(f"expected one {calculator} node, found {[n.calculator for n in nodes]}")
+  return nodes[0]
+
+
+def _stream(entries, tag: str) -> str | None:
+  for e in entries:
+    parts = e.split(":")
+    if len(parts) == 2 and parts[0] == tag:
+      return parts[1]
+  return None
+
+
+def _options(node) -> dict:
+  """A node's calculator options as a plain dict (proto field names, enums by name)."""
+  msgs = []
+  if node.HasField("options"):
+    for _, value in node.options.ListFields():
+      msgs.append(value)
+  for any_msg in node.node_options:
+    type_name = any_msg.type_url.split("/")[-1]
+    desc = symbol_database.Default().pool.FindMessageTypeByName(type_name)
+    msg = message_factory.GetMessageClass(desc)()
+    any_msg.Unpack(msg)
+    msgs.append(msg)
+  if len(msgs) != 1:
+    raise RuntimeError(f"{node.calculator}: expected one options message, got {len(msgs)}")
+  return json_format.MessageToDict(msgs[0], preserving_proto_field_name=True)
+
+
+class Taps:
+  """Names of the streams added to the graph."""
+  INPUT = "tap_input_tensor"
+  RAW = "tap_raw_outputs"
+  PROBE_IN = "tap_probe_detection"
+  PROBE_VEC = "tap_probe_detections"
+  PROBE_LB = "tap_probe_letterbox_removed"
+  PROBE_PROJ = "tap_probe_projected"
+  PADDING = "tap_letterbox_padding"
+  MATRIX = "tap_transform_matrix"
+
+
+def tapped_graph(config: calculator_pb2.CalculatorGraphConfig) -> tuple[calculator_pb2.CalculatorGraphConfig, dict]:
+  """A copy of ``config`` with read-only taps; returns it and the names of the key streams."""
+  g = calculator_pb2.CalculatorGraphConfig()
+  g.CopyFrom(config)
+  itt = _node(g, "ImageToTensorCalculator")
+  inf = _node(g, "InferenceCalculator")
+  t2d = _node(g, "TensorsToDetectionsCalculator")
+  nms = _node(g, "NonMaxSuppressionCalculator")
+  anchors = _node(g, "SsdAnchorsCalculator")
+  names = {
+      "input_tensors": _stream(itt.output_stream, "TENSORS"),
+      "raw_tensors": _stream(inf.output_stream, "TENSORS"),
+      "decoded": _stream(t2d.output_stream, "DETECTIONS"),
+      "nms": nms.output_stream[0],
+      "final": "detections",
+      "anchors": anchors.output_side_packet[0],
+  }
+  # ImageToTensor: make both MATRIX and LETTERBOX_PADDING available (extra outputs only).
+  padding = _stream(itt.output_stream, "LETTERBOX_PADDING")
+  if padding is None:
+    padding = Taps.PADDING
+    itt.output_stream.append(f"LETTERBOX_PADDING:{padding}")
+  matrix = _stream(itt.output_stream, "MATRIX")
+  if matrix is None:
+    matrix = Taps.MATRIX
+    itt.output_stream.append(f"MATRIX:{matrix}")
+  g.input_stream.append(Taps.PROBE_IN)
+  g.output_side_packet.append(names["anchors"])
+  text_format.Merge(f"""
+    node {{ calculator: "TensorsToFloatsCalculator"
+            input_stream: "TENSORS:{names['input_tensors']}" output_stream: "FLOATS:{Taps.INPUT}" }}
+    node {{ calculator: "TensorsToEmbeddingsCalculator"
+            input_stream: "TENSORS:{names['raw_tensors']}" output_stream: "EMBEDDINGS:{Taps.RAW}" }}
+    node {{ calculator: "MergeDetectionsToVectorCalculator"
+            input_stream: "{Taps.PROBE_IN}" output_stream: "{Taps.PROBE_VEC}" }}
+    node {{ calculator: "DetectionLetterboxRemovalCalculator"
+            input_stream: "DETECTIONS:{Taps.PROBE_VEC}" input_stream: "LETTERBOX_PADDING:{padding}"
+            output_stream: "DETECTIONS:{Taps.PROBE_LB}" }}
+    node {{ calculator: "DetectionProjectionCalculator"
+            input_stream: "DETECTIONS:{Taps.PROBE_VEC}" input_stream: "PROJECTION_MATRIX:{matrix}"
+            output_stream: "DETECTIONS:{Taps.PROBE_PROJ}" }}
+  """, g)
+  return g, names
+
+
+# Probe keypoints (tensor-normalized): origin, unit x, unit y, (1, 1), centre.
+PROBE_KEYPOINTS = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [0.5, 0.5]], np.float32)
+PROBE_BOX = np.array([0.25, 0.25, 0.5, 0.5], np.float32)  # xmin, ymin, width, height
+
+
+def _probe_detection() -> detection_pb2.Detection:
+  d = detection_pb2.Detection()
+  d.score.append(1.0)
+  d.label_id.append(0)
+  loc = d.location_data
+  loc.format = loc.RELATIVE_BOUNDING_BOX
+  box = loc.relative_bounding_box
+  box.xmin, box.ymin, box.width, box.height = (float(v) for v in PROBE_BOX)
+  for x, y in PROBE_KEYPOINTS:
+    kp = loc.relative_keypoints.add()
+    kp.x, kp.y = float(x), float(y)
+  return d
+
+
+def run_graph(config, image: np.ndarray, *, side_packets: dict, observe: list[str],
+              probe: bool, side_outputs: list[str] = ()) -> dict:
+  """Runs ``config`` once on ``image``.
+
+  Returns, per observed stream, its one non-empty packet, or None when the
+  stream only advanced its timestamp bound (the calculator emitted nothing,
+  e.g. NonMaxSuppression on an empty input).
+  """
+  resource_util.set_resource_dir(str(SITE))
+  graph = calculator_graph.CalculatorGraph(graph_config=config)
+  packets: dict = {name: [] for name in observe}
+  for name in observe:
+    graph.observe_output_stream(name, lambda s, p: packets[s].append(p), True)
+  graph.start_run({k: packet_creator.create_int(v) for k, v in side_packets.items()})
+  graph.add_packet_to_input_stream(
+      "image", packet_creator.create_image_frame(image_format=image_frame.ImageFormat.SRGB,
+                                                  data=image).at(0))
+  if probe:
+    graph.add_packet_to_input_stream(Taps.PROBE_IN,
+                                     packet_creator.create_proto(_probe_detection()).at(0))
+  graph.close()  # waits until every packet is processed
+  got: dict = {}
+  for name, plist in packets.items():
+    full = [p for p in plist if not p.is_empty()]
+    if len(full) > 1:
+      raise RuntimeError(f"{name}: {len(full)} packets for one image")
+    got[name] = full[0] if full else None
+  for name in side_outputs:
+    got[name] = graph.get_output_side_packet(name)
+  return got
+
+
+def _detections(packet) -> list:
+  return [] if packet is None else packet_getter.get_proto_list(packet)
+
+
+def detections_to_arrays(dets, num_keypoints: int) -> dict[str, np.ndarray]:
+  boxes, kps, scores, labels = [], [], [], []
+  for d in dets:
+    loc = d.location_data
+    if loc.format != loc.RELATIVE_BOUNDING_BOX:
+      raise RuntimeError(f"unexpected location format {loc.format}")
+    if len(d.score) != 1 or len(d.label_id) != 1:
+      raise RuntimeError(f"expected one score and label, got {list(d.score)} {list(d.label_id)}")
+    b = loc.relative_bounding_box
+    boxes.append([b.xmin, b.ymin, b.width, b.height])
+    kps.append([[k.x, k.y] for k in loc.relative_keypoints])
+    scores.append(d.score[0])
+    labels.append(d.label_id[0])
+    if len(kps[-1]) != num_keypoints:
+      raise RuntimeError(f"detection has {len(kps[-1])} keypoints, expected {num_keypoints}")
+  n = len(boxes)
+  return {
+      "boxes": np.asarray(boxes, np.float32).reshape(n, 4),
+      "keypoints": np.asarray(kps, np.float32).reshape(n, num_keypoints, 2),
+      "scores": np.asarray(scores, np.float32).reshape(n),
+      "labels": np.asarray(labels, np.int32).reshape(n),
+  }
+
+
+# ---------------------------------------------------------------------------
+# MediaPipe's padding / matrix formulas (image_to_tensor_utils.cc), float32.
+# ---------------------------------------------------------------------------
+
+def expected_padding_and_matrix(height: int, width: int, tensor_h: int, tensor_w: int):
+  f = np.float32
+  roi_w, roi_h = f(width), f(height)
+  cx, cy = f(0.5) * f(width), f(0.5) * f(height)
+  tensor_ar = f(tensor_h) / f(tensor_w)
+  roi_ar = roi_h / roi_w
+  hpad = vpad = f(0)
+  if tensor_ar > roi_ar:
+    new_w, new_h = roi_w, roi_w * tensor_ar
+    vpad = (f(1) - roi_ar / tensor_ar) / f(2)
+  else:
+    new_w, new_h = roi_h / tensor_ar, roi_h
+    hpad = (f(1) - tensor_ar / roi_ar) / f(2)
+  padding = np.array([hpad, vpad, hpad, vpad], np.float32)
+  a, b = new_w, new_h
+  g, h = f(1) / f(width), f(1) / f(height)
+  m = np.zeros((4, 4), np.float32)
+  m[0, 0] = a * g
+  m[0, 3] = (f(-0.5) * a + cx) * g
+  m[1, 1] = b * h
+  m[1, 3] = (f(-0.5) * b + cy) * h
+  m[2, 2] = a * g
+  m[3, 3] = f(1)
+  return padding, m
+
+
+# ---------------------------------------------------------------------------
+# Independent float32 NumPy re-computation (spec §2.5-2.7, §3.5, §4.2-4.3),
+# used only to check that the recorded stages are consistent with each other.
+# ---------------------------------------------------------------------------
+
+def numpy_decode(raw_boxes, raw_scores, anchors, o: dict) -> tuple[np.ndarray, dict]:
+  """TensorsToDetections for XYWH, one class, sigmoid with clipping; returns (indices, arrays)."""
+  f = np.float32
+  r = raw_boxes[0].astype(f)
+  axc, ayc, aw, ah = (anchors[:, i] for i in range(4))
+  xc = r[:, 0] / f(o["x_scale"]) * aw + axc
+  yc = r[:, 1] / f(o["y_scale"]) * ah + ayc
+  w = r[:, 2] / f(o["w_scale"]) * aw
+  h = r[:, 3] / f(o["h_scale"]) * ah
+  ymin, xmin = yc - h / f(2), xc - w / f(2)
+  ymax, xmax = yc + h / f(2), xc + w / f(2)
+  k = o["keypoint_coord_offset"]
+  kx = r[:, k::2][:, :o["num_keypoints"]] / f(o["x_scale"]) * aw[:, None] + axc[:, None]
+  ky = r[:, k + 1::2][:, :o["num_keypoints"]] / f(o["y_scale"]) * ah[:, None] + ayc[:, None]
+  t = f(o["score_clipping_thresh"])
+  s = np.clip(raw_scores[0, :, 0].astype(f), -t, t)
+  with np.errstate(over="ignore"):
+    s = (f(1) / (f(1) + np.exp(-s))).astype(f)
+  width, height = xmax - xmin, ymax - ymin
+  keep = (s >= f(o["min_score_thresh"])) & (width >= 0) & (height >= 0)
+  idx = np.nonzero(keep)[0]
+  return idx, {"boxes": np.stack([xmin, ymin, width, height], -1)[idx],
+               "keypoints": np.stack([kx, ky], -1)[idx], "scores": s[idx]}
+
+
+def _iou(a, b) -> np.float32:
+  f = np.float32
+  ax1, ay1, ax2, ay2 = a[0], a[1], a[0] + a[2], a[1] + a[3]
+  bx1, by1, bx2, by2 = b[0], b[1], b[0] + b[2], b[1] + b[3]
+  if a[2] < 0 or a[3] < 0 or b[2] < 0 or b[3] < 0:
+    return f(0)
+  if bx2 < ax1 or bx1 > ax2 or by2 < ay1 or by1 > ay2:
+    return f(0)
+  inter = (min(ax2, bx2) - max(ax1, bx1)) * (min(ay2, by2) - max(ay1, by1))
+  union = a[2] * a[3] + b[2] * b[3] - inter
+  return f(inter / union) if union > 0 else f(0)
+
+
+def numpy_weighted_nms(d: dict, threshold: float) -> dict:
+  """WEIGHTED NMS of §3.5 in float32 with sequential sums."""
+  f = np.float32
+  boxes, kps, scores = d["boxes"], d["keypoints"], d["scores"]
+  remaining = list(np.argsort(-scores, kind="stable"))
+  out_b, out_k, out_s = [], [], []
+  while remaining:
+    top = remaining[0]
+    cands = [e for e in remaining if _iou(boxes[e], boxes[top]) > f(threshold)]
+    rest = [e for e in remaining if e not in cands]
+    total = f(0)
+    acc = np.zeros(4, f)
+    acc_k = np.zeros(kps.shape[1:], f)
+    for e in cands:
+      sc = scores[e]
+      total = f(total + sc)
+      b = boxes[e]
+      acc = (acc + np.array([b[0], b[1], b[0] + b[2], b[1] + b[3]], f) * sc).astype(f)
+      acc_k = (acc_k + kps[e] * sc).astype(f)
+    if cands:
+      x0, y0, x1, y1 = acc / total
+      out_b.append([x0, y0, x1 - x0, y1 - y0])
+      out_k.append(acc_k / total)
+    else:
+      out_b.append(boxes[top])
+      out_k.append(kps[top])
+    out_s.append(scores[top])
+    if len(rest) == len(remaining):
+      break
+    remaining = rest
+  n = len(out_s)
+  return {"boxes": np.asarray(out_b, f).reshape(n, 4),
+          "keypoints": np.asarray(out_k, f).reshape((n,) + kps.shape[1:]),
+          "scores": np.asarray(out_s, f).reshape(n)}
+
+
+def numpy_map_back(d: dict, mapping: str, padding, matrix) -> dict:
+  """DetectionProjection (face graphs) or DetectionLetterboxRemoval (palm, pose)."""
+  f = np.float32
+  b, k = d["boxes"], d["keypoints"]
+  if mapping == "DetectionLetterboxRemovalCalculator":
+    l, t, r, bt = padding
+    sx, sy = f(1) - (l + r), f(1) - (t + bt)
+    boxes = np.stack([(b[:, 0] - l) / sx, (b[:, 1] - t) / sy, b[:, 2] / sx, b[:, 3] / sy], -1)
+    kps = np.stack([(k[..., 0] - l) / sx, (k[..., 1] - t) / sy], -1)
+  else:
+    def proj(x, y):
+      return (x * matrix[0, 0] + y * matrix[0, 1] + matrix[0, 3],
+              x * matrix[1, 0] + y * matrix[1, 1] + matrix[1, 3])
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    cx, cy = zip(*(proj(x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))))
+    cx, cy = np.stack(cx), np.stack(cy)
+    xmin, ymin, xmax, ymax = cx.min(0), cy.min(0), cx.max(0), cy.max(0)
+    boxes = np.stack([xmin, ymin, xmax - xmin, ymax - ymin], -1)
+    kps = np.stack(proj(k[..., 0], k[..., 1]), -1)
+  return {"boxes": boxes.astype(f).reshape(b.shape), "keypoints": kps.astype(f).reshape(k.shape),
+          "scores": d["scores"]}
+
+
+def opencv_input_tensor(image: np.ndarray, tensor_h: int, tensor_w: int, lo: float,
+                        hi: float) -> np.ndarray:
+  """ImageToTensor's CPU path (§4.1) redone with OpenCV, to check our reading of it.
+
+  Keep-aspect ROI corners -> tensor corners (0,H),(0,0),(W,0),(W,H);
+  ``cv2.warpPerspective`` on the uint8 image (INTER_LINEAR, constant 0 border);
+  then ``f32(v * f32((hi - lo) / 255) + lo)`` with ONE rounding (a fused
+  multiply-add; rounding the product first differs by 1 ulp on some values).
+  """
+  import cv2  # pylint: disable=import-outside-toplevel  (a dependency of mediapipe)
+  f = np.float32
+  h, w = image.shape[:2]
+  roi_w, roi_h = f(w), f(h)
+  tensor_ar, roi_ar = f(tensor_h) / f(tensor_w), roi_h / roi_w
+  if tensor_ar > roi_ar:
+    roi_h = roi_w * tensor_ar
+  else:
+    roi_w = roi_h / tensor_ar
+  cx, cy = f(0.5) * f(w), f(0.5) * f(h)
+  src = np.array([[cx - roi_w / 2, cy + roi_h / 2], [cx - roi_w / 2, cy - roi_h / 2],
+                  [cx + roi_w / 2, cy - roi_h / 2], [cx + roi_w / 2, cy + roi_h / 2]], f)
+  dst = np.array([[0, tensor_h], [0, 0], [tensor_w, 0], [tensor_w, tensor_h]], f)
+  warped = cv2.warpPerspective(image, cv2.getPerspectiveTransform(src, dst), (tensor_w, tensor_h),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=0)
+  scale = np.float64(f((hi - lo) / 255.0))
+  return (warped.astype(np.float64) * scale + np.float64(f(lo))).astype(f)[None]
+
+
+def _stage_diff(mine: dict, theirs: dict) -> float | None:
+  """Max abs difference over boxes, keypoints and scores; None when the counts differ."""
+  if mine["scores"].shape != theirs["scores"].shape:
+    return None
+  return max(_max_abs(mine[k], theirs[k]) for k in ("boxes", "keypoints", "scores"))
+
+
+def _max_abs(a, b) -> float:
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if a.shape != b.shape:
+    raise RuntimeError(f"shape mismatch {a.shape} vs {b.shape}")
+  return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+def litert_outputs(tflite: pathlib.Path, tensor: np.ndarray) -> list[np.ndarray]:
+  """Runs the .tflite with LiteRT; outputs in the model's output order."""
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  it = Interpreter(model_path=str(tflite))
+  it.allocate_tensors()
+  it.set_tensor(it.get_input_details()[0]["index"], tensor)
+  it.invoke()
+  return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
+
+
+# ---------------------------------------------------------------------------
+# One (model, photo) pair.
+# ---------------------------------------------------------------------------
+
+def record(model: str, photo: str) -> tuple[dict, dict]:
+  """Runs everything for one pair; returns (arrays for the npz, document for the JSON)."""
+  info = MODELS[model]
+  image, photo_doc = load_photo(photo)
+  config = expanded_graph(model)
+  side = ({"model_complexity": info["graph"]["model_complexity"]}
+          if "model_complexity" in info["graph"] else {})
+
+  # Options: the expanded graph's, checked against the spec.
+  calculators = {}
+  for calc in ("ImageToTensorCalculator", "SsdAnchorsCalculator", "InferenceCalculator",
+               "TensorsToDetectionsCalculator", "NonMaxSuppressionCalculator", info["mapping"]):
+    node = _node(config, calc)
+    opts = _options(node) if (node.HasField("options") or node.node_options) else {}
+    calculators[calc] = {"calculator": node.calculator, "options": opts,
+                         "input_stream": list(node.input_stream),
+                         "output_stream": list(node.output_stream)}
+  for calc, expected in info["expected"].items():
+    got = calculators[calc]["options"]
+    for key, want in expected.items():
+      if key not in got or got[key] != want:
+        raise RuntimeError(f"{model}: {calc}.{key} = {got.get(key)!r}, spec {info['spec']} "
+                           f"says {want!r}")
+  t2d = calculators["TensorsToDetectionsCalculator"]["options"]
+  itt = calculators["ImageToTensorCalculator"]["options"]
+  num_boxes, num_coords, num_kp = t2d["num_boxes"], t2d["num_coords"], t2d["num_keypoints"]
+  num_classes = t2d["num_classes"]
+  th, tw = itt["output_tensor_height"], itt["output_tensor_width"]
+
+  tapped, names = tapped_graph(config)
+  observe = [Taps.INPUT, Taps.RAW, Taps.PROBE_LB, Taps.PROBE_PROJ,
+             names["decoded"], names["nms"], names["final"]]
+  got = run_graph(tapped, image, side_packets=side, observe=observe, probe=True,
+                  side_outputs=[names["anchors"]])
+  required = [Taps.INPUT, Taps.RAW, Taps.PROBE_LB, Taps.PROBE_PROJ, names["decoded"]]
+  missing = [s for s in required if got[s] is None]
+  if missing:
+    raise RuntimeError(f"{model}/{photo}: no packet on {missing}")
+  emitted = {stage: got[names[stage]] is not None for stage in ("decoded", "nms", "final")}
+
+  input_tensor = np.asarray(packet_getter.get_float_list(got[Taps.INPUT]), np.float32)
+  input_tensor = input_tensor.reshape(1, th, tw, 3)
+  emb = packet_getter.get_proto(got[Taps.RAW])
+  raw = [np.asarray(e.float_embedding.values, np.float32) for e in emb.embeddings]
+  if len(raw) != 2 or raw[0].size != num_boxes * num_coords or raw[1].size != num_boxes * num_classes:
+    raise RuntimeError(f"{model}: raw outputs of sizes {[r.size for r in raw]}")
+  raw_boxes = raw[0].reshape(1, num_boxes, num_coords)  # InferenceCalculator order: 0 boxes,
+  raw_scores = raw[1].reshape(1, num_boxes, num_classes)  # 1 scores (TensorsToDetections' default)
+
+  anchors_list = packet_getter.get_proto_list(got[names["anchors"]])
+  anchors = np.array([[a.x_center, a.y_center, a.w, a.h] for a in anchors_list], np.float32)
+  if anchors.shape != (num_boxes, 4):
+    raise RuntimeError(f"{model}: anchors {anchors.shape}")
+
+  stages = {}
+  for stage in ("decoded", "nms", "final"):
+    stages[stage] = detections_to_arrays(_detections(got[names[stage]]), num_kp)
+
+  probe_lb = detections_to_arrays(_detections(got[Taps.PROBE_LB]),
+                                  len(PROBE_KEYPOINTS))
+  probe_proj = detections_to_arrays(_detections(got[Taps.PROBE_PROJ]),
+                                    len(PROBE_KEYPOINTS))
+  padding, matrix = expected_padding_and_matrix(image.shape[0], image.shape[1], th, tw)
+  # What the padding / matrix predict for the probe, in float32 as the calculators compute.
+  l, t, r, b = padding
+  sx, sy = np.float32(1) - (l + r), np.float32(1) - (t + b)
+  lb_kp = np.stack([(PROBE_KEYPOINTS[:, 0] - l) / sx, (PROBE_KEYPOINTS[:, 1] - t) / sy], -1)
+  proj_kp = np.stack([matrix[0, 0] * PROBE_KEYPOINTS[:, 0] + matrix[0, 1] * PROBE_KEYPOINTS[:, 1] + matrix[0, 3],
+                      matrix[1, 0] * PROBE_KEYPOINTS[:, 0] + matrix[1, 1] * PROBE_KEYPOINTS[:, 1] + matrix[1, 3]], -1)
+  probe_check = {
+      "letterbox_removal_keypoints_max_abs_diff": _max_abs(probe_lb["keypoints"][0], lb_kp),
+      "projection_keypoints_max_abs_diff": _max_abs(probe_proj["keypoints"][0], proj_kp),
+  }
+  if max(probe_check.values()) > 1e-6:
+    raise RuntimeError(f"{model}/{photo}: padding/matrix formulas disagree with MediaPipe: "
+                       f"{probe_check}")
+
+  # Float32 NumPy re-computation of each stage from the previous recorded one.
+  dec_idx, dec = numpy_decode(raw_boxes, raw_scores, anchors, t2d)
+  nms_opts = calculators["NonMaxSuppressionCalculator"]["options"]
+  consistency = {
+      "decoded_from_raw_outputs_and_anchors": _stage_diff(dec, stages["decoded"]),
+      "nms_from_decoded": _stage_diff(
+          numpy_weighted_nms(stages["decoded"], nms_opts["min_suppression_threshold"]),
+          stages["nms"]),
+      "final_from_nms": _stage_diff(
+          numpy_map_back(stages["nms"], info["mapping"], padding, matrix), stages["final"]),
+  }
+  rng = itt["output_tensor_float_range"]
+  consistency["input_tensor_from_opencv_warp"] = _max_abs(
+      opencv_input_tensor(image, th, tw, rng["min"], rng["max"]), input_tensor)
+  bad = {k: v for k, v in consistency.items() if v is None or v > 1e-5}
+  if bad:
+    raise RuntimeError(f"{model}/{photo}: recorded stages inconsistent: {consistency}")
+
+  # The untapped graph must give the same final detections.
+  plain = run_graph(config, image, side_packets=side, observe=["detections"], probe=False)
+  plain_final = detections_to_arrays(_detections(plain["detections"]), num_kp)
+  if (plain["detections"] is not None) != emitted["final"]:
+    raise RuntimeError(f"{model}/{photo}: taps changed whether detections are emitted")
+  for k in plain_final:
+    if not np.array_equal(plain_final[k], stages["final"][k]):
+      raise RuntimeError(f"{model}/{photo}: taps changed the final detections ({k})")
+
+  # LiteRT on the recorded input tensor.
+  tflite = SITE / info["tflite"]
+  lite = litert_outputs(tflite, input_tensor)
+  lite_boxes = [o for o in lite if o.shape[-1] == num_coords][0]
+  lite_scores = [o for o in lite if o.shape[-1] == num_classes][0]
+  litert_check = {
+      "raw_boxes_max_abs_diff": _max_abs(lite_boxes, raw_boxes),
+      "raw_scores_max_abs_diff": _max_abs(lite_scores, raw_scores),
+      "raw_boxes_max_abs": float(np.abs(raw_boxes).max()),
+      "raw_scores_max_abs": float(np.abs(raw_scores).max()),
+  }
+  if max(litert_check["raw_boxes_max_abs_diff"], litert_check["raw_scores_max_abs_diff"]) > 1e-3:
+    raise RuntimeError(f"{model}/{photo}: LiteRT disagrees with MediaPipe: {litert_check}")
+
+  arrays = {
+      "input_tensor": input_tensor,
+      "raw_boxes": raw_boxes,
+      "raw_scores": raw_scores,
+      "anchors": anchors,
+      "letterbox_padding": padding,
+      "transform_matrix": matrix,
+      "probe_keypoints": PROBE_KEYPOINTS,
+      "probe_box": PROBE_BOX,
+      "probe_letterbox_removed_box": probe_lb["boxes"][0],
+      "probe_letterbox_removed_keypoints": probe_lb["keypoints"][0],
+      "probe_projected_box": probe_proj["boxes"][0],
+      "probe_projected_keypoints": probe_proj["keypoints"][0],
+  }
+  for stage, arr in stages.items():
+    for k, v in arr.items():
+      arrays[f"{stage}_{k}"] = v
+  arrays["decoded_anchor_index"] = dec_idx.astype(np.int32)
+
+  def det_list(arr):
+    return [{"score": float(s), "label_id": int(c),
+             "xmin_ymin_width_height": [float(v) for v in bx],
+             "keypoints_xy": [[float(x), float(y)] for x, y in kp]}
+            for bx, kp, s, c in zip(arr["boxes"], arr["keypoints"], arr["scores"], arr["labels"])]
+
+  doc = {
+      "model": model,
+      "photo": photo_doc,
+      "spec_section": info["spec"],
+      "tflite": {"wheel_member": info["tflite"],
+                 "sha256": hashlib.sha256(tflite.read_bytes()).hexdigest()},
+      "graph": ({"binarypb": info["graph"]["binarypb"]} if "binarypb" in info["graph"] else
+                {"subgraph": info["graph"]["subgraph"], "side_packets": side}),
+      "mapping_back": info["mapping"],
+      "input_tensor": {"shape": [1, th, tw, 3], "dtype": "float32",
+                       "min": float(input_tensor.min()), "max": float(input_tensor.max())},
+      "raw_outputs": {"raw_boxes_shape": list(raw_boxes.shape),
+                      "raw_scores_shape": list(raw_scores.shape)},
+      "letterbox_padding_left_top_right_bottom": [float(v) for v in padding],
+      "transform_matrix_row_major": [float(v) for v in matrix.ravel()],
+      "probe_check": probe_check,
+      "numpy_recomputation_max_abs_diff": consistency,
+      "litert_check": litert_check,
+      "counts": {stage: int(arr["scores"].shape[0]) for stage, arr in stages.items()},
+      "packet_emitted": emitted,
+      "detections": {stage: det_list(arr) for stage, arr in stages.items()},
+      "calculators": calculators,
+      "versions": {"mediapipe": mediapipe.__version__, "numpy": np.__version__,
+                   "scikit-image": skimage.__version__, "python": platform.python_version(),
+                   "machine": platform.machine()},
+      "npz_keys": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()},
+  }
+  return arrays, doc
+
+
+def _dumps(doc: dict) -> str:
+  """JSON with every innermost list of numbers on one line."""
+  text = json.dumps(doc, indent=1, ensure_ascii=False)
+  flat = re.compile(r"\[\s*((?:-?[\d.eE+-]+|null|true|false)(?:,\s*(?:-?[\d.eE+-]+|null|true|false))*)\s*\]")
+  return flat.sub(lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--out", type=pathlib.Path, default=ROOT / "tests" / "data" / "mediapipe")
+  parser.add_argument("--explore", action="store_true",
+                      help="print detection counts for every model x photo; write nothing")
+  parser.add_argument("--only", nargs="*", help="model_photo names to (re)write")
+  args = parser.parse_args(argv)
+  if mediapipe.__version__ != MEDIAPIPE_VERSION:
+    sys.exit(f"needs mediapipe=={MEDIAPIPE_VERSION}, found {mediapipe.__version__}")
+  _import_option_protos()
+
+  if args.explore:
+    for model in MODELS:
+      for photo in PHOTOS:
+        _, doc = record(model, photo)
+        top = doc["detections"]["final"][:1]
+        print(f"{model:17s} {photo:15s} counts={doc['counts']} top={top[0]['score'] if top else None}"
+              f" litert={doc['litert_check']['raw_boxes_max_abs_diff']:.2e}", flush=True)
+    return 0
+
+  args.out.mkdir(parents=True, exist_ok=True)
+  for model, photo in PAIRS:
+    stem = f"{model}_{photo}"
+    if args.only and stem not in args.only:
+      continue
+    arrays, doc = record(model, photo)
+    np.savez_compressed(args.out / f"{stem}.npz", **arrays)
+    (args.out / f"{stem}.json").write_text(_dumps(doc))
+    print(f"{stem}: counts={doc['counts']} npz={(args.out / f'{stem}.npz').stat().st_size} B",
+          flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
