@@ -18,11 +18,14 @@ Contract:
   ``LETTERBOX_PADDING``) and ``matrix [..., 4, 4]`` mapping tensor-normalised
   to image-normalised coordinates (MediaPipe's ``MATRIX`` output).
 * ``method="mediapipe"`` reproduces OpenCV's ``warpPerspective`` as MediaPipe
-  calls it: pixel indices as coordinates (no half-pixel centring), source
-  positions quantised to 1/32 pixel, bilinear weights in 1/1024 steps, and for
-  ``uint8`` images the result rounded back to ``uint8`` before normalisation.
+  calls it, bit for bit: the perspective matrix solved and inverted as OpenCV
+  does (its round-off decides ties), pixel indices as coordinates (no
+  half-pixel centring), source positions rounded to 1/32 pixel, bilinear
+  weights in 1/1024 steps, and for ``uint8`` images the result rounded back to
+  ``uint8`` before normalisation, then ``pixel * scale + min`` in float32.
   Sampling positions are computed in float64 with NumPy when tracing (image and
-  tensor sizes are static), so only the gather runs on the device.
+  tensor sizes are static), so only the gather runs on the device. On the 15
+  recorded MediaPipe runs in ``tests/data/mediapipe`` the tensor is identical.
   ``method="linear"`` is a plain centre-aligned bilinear resize
   (``jax.image.scale_and_translate``), smoother but not MediaPipe's values.
 """
@@ -156,23 +159,102 @@ def _matrix(image_h: int, image_w: int, options: ImageToTensorOptions) -> np.nda
   return m.astype(_F32)
 
 
-def _axis_samples(start: float, step: float, out_size: int, in_size: int, border: BorderMode):
-  """OpenCV's quantised bilinear taps along one axis, computed in float64.
+def _lu_solve(a: list[list[float]], b: list[float]) -> list[float]:
+  """Gaussian elimination with partial pivoting in OpenCV's order (its ``LU`` solver).
 
-  Returns the two source indices (clamped into range), their validity (for
-  BORDER_CONSTANT) and the 1/32 fraction of the second tap.
+  The order of operations matters: the round-off of this solve decides how
+  OpenCV breaks exact ties when it rounds sampling positions.
   """
-  pos = start + step * np.arange(out_size, dtype=np.float64)
-  fixed = np.rint(pos * _TAB).astype(np.int64)  # cvRound: nearest, ties to even
-  base, frac = fixed >> _INTER_BITS, fixed & (_TAB - 1)
-  taps = np.stack([base, base + 1])
-  inside = (taps >= 0) & (taps < in_size)
-  if border is BorderMode.ZERO:
-    taps = np.clip(taps, 0, in_size - 1)
-  else:  # REPLICATE
-    taps = np.clip(taps, 0, in_size - 1)
-    inside = np.ones_like(inside)
-  return taps.astype(np.int32), inside, frac.astype(np.int32)
+  m = len(a)
+  for i in range(m):
+    k = max(range(i, m), key=lambda j: (abs(a[j][i]), -j))
+    if k != i:
+      a[i], a[k], b[i], b[k] = a[k], a[i], b[k], b[i]
+    d = -1.0 / a[i][i]
+    for j in range(i + 1, m):
+      alpha = a[j][i] * d
+      for c in range(i + 1, m):
+        a[j][c] += alpha * a[i][c]
+      b[j] += alpha * b[i]
+  for i in range(m - 1, -1, -1):
+    total = b[i]
+    for k in range(i + 1, m):
+      total -= a[i][k] * b[k]
+    b[i] = total / a[i][i]
+  return b
+
+
+def _perspective(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+  """OpenCV's ``getPerspectiveTransform`` (8x8 system, LU), in float64."""
+  a = [[0.0] * 8 for _ in range(8)]
+  b = [0.0] * 8
+  for i in range(4):
+    sx, sy, dx, dy = float(src[i][0]), float(src[i][1]), float(dst[i][0]), float(dst[i][1])
+    a[i][0] = a[i + 4][3] = sx
+    a[i][1] = a[i + 4][4] = sy
+    a[i][2] = a[i + 4][5] = 1.0
+    a[i][6], a[i][7] = -sx * dx, -sy * dx
+    a[i + 4][6], a[i + 4][7] = -sx * dy, -sy * dy
+    b[i], b[i + 4] = dx, dy
+  return np.array(_lu_solve(a, b) + [1.0]).reshape(3, 3)
+
+
+def _invert3(s: np.ndarray) -> np.ndarray:
+  """OpenCV's closed-form 3x3 inverse (``invert`` with DECOMP_LU for n <= 3)."""
+  s = [[float(x) for x in row] for row in s]
+  det = (s[0][0] * (s[1][1] * s[2][2] - s[1][2] * s[2][1])
+         - s[0][1] * (s[1][0] * s[2][2] - s[1][2] * s[2][0])
+         + s[0][2] * (s[1][0] * s[2][1] - s[1][1] * s[2][0]))
+  d = 1.0 / det
+  return np.array([
+      [(s[1][1] * s[2][2] - s[1][2] * s[2][1]) * d, (s[0][2] * s[2][1] - s[0][1] * s[2][2]) * d,
+       (s[0][1] * s[1][2] - s[0][2] * s[1][1]) * d],
+      [(s[1][2] * s[2][0] - s[1][0] * s[2][2]) * d, (s[0][0] * s[2][2] - s[0][2] * s[2][0]) * d,
+       (s[0][2] * s[1][0] - s[0][0] * s[1][2]) * d],
+      [(s[1][0] * s[2][1] - s[1][1] * s[2][0]) * d, (s[0][1] * s[2][0] - s[0][0] * s[2][1]) * d,
+       (s[0][0] * s[1][1] - s[0][1] * s[1][0]) * d]])
+
+
+@functools.lru_cache(maxsize=32)
+def _warp_taps(image_h: int, image_w: int, options: ImageToTensorOptions):
+  """Where OpenCV's ``warpPerspective`` samples each tensor pixel, as MediaPipe calls it.
+
+  The ROI's corners (``cv::boxPoints`` in float32: bottom-left, top-left,
+  top-right, bottom-right) map onto the tensor corners ``(0, h), (0, 0),
+  (w, 0), (w, h)``; the matrix is inverted, and every tensor pixel ``(x, y)``
+  is sent through the inverse in float64, column by column inside blocks of 64
+  columns as OpenCV does, and rounded to 1/32 pixel (nearest, ties to even).
+
+  Returns ``(row, col, frac_y, frac_x)`` int32 arrays ``[h, w]``: the top-left
+  tap and the 1/32 fractions.
+  """
+  out_h, out_w = options.output_tensor_height, options.output_tensor_width
+  (cx, cy, roi_w, roi_h), _ = _roi(image_h, image_w, options)
+  half = _F32(0.5)
+  # cv::RotatedRect::points for angle 0 (sin = 0, cos = 1), in float32.
+  p0 = (cx - half * roi_w, cy + half * roi_h)
+  p1 = (cx - half * roi_w, cy - half * roi_h)
+  src = [p0, p1, (_F32(2) * cx - p0[0], _F32(2) * cy - p0[1]),
+         (_F32(2) * cx - p1[0], _F32(2) * cy - p1[1])]
+  dst = [(0.0, out_h), (0.0, 0.0), (out_w, 0.0), (out_w, out_h)]
+  m = _invert3(_perspective(src, dst)).reshape(-1)
+  block = min(64, out_w)  # OpenCV's 32*32-pixel blocks, 16 rows high
+  x = np.arange(out_w, dtype=np.float64)
+  x0 = np.floor_divide(x, block) * block  # block origin
+  x1 = x - x0
+  y = np.arange(out_h, dtype=np.float64)[:, None]
+  xw = (m[0] * x0 + m[1] * y) + m[2]
+  yw = (m[3] * x0 + m[4] * y) + m[5]
+  ww = (m[6] * x0 + m[7] * y) + m[8]
+  w = ww + m[6] * x1
+  with np.errstate(divide="ignore"):
+    w = np.where(w != 0, _TAB / w, 0.0)
+  limit = float(np.iinfo(np.int32).max)
+  fx = np.clip((xw + m[0] * x1) * w, -limit - 1, limit)
+  fy = np.clip((yw + m[3] * x1) * w, -limit - 1, limit)
+  ix, iy = np.rint(fx).astype(np.int64), np.rint(fy).astype(np.int64)
+  out = (iy >> _INTER_BITS, ix >> _INTER_BITS, iy & (_TAB - 1), ix & (_TAB - 1))
+  return tuple(a.astype(np.int32) for a in out)
 
 
 @functools.partial(jax.jit, static_argnames=("options", "method"))
@@ -184,16 +266,19 @@ def _letterbox(image: jax.Array, options: ImageToTensorOptions, method: str):
   top = float(cy) - float(roi_h) / 2
   lo, hi = options.output_tensor_float_range
   if method == "mediapipe":
-    xs, x_in, fx = _axis_samples(left, float(roi_w) / out_w, out_w, image_w, options.border_mode)
-    ys, y_in, fy = _axis_samples(top, float(roi_h) / out_h, out_h, image_h, options.border_mode)
+    row, col, fy, fx = _warp_taps(image_h, image_w, options)
     acc = None
-    for i in range(2):
-      wy = fy if i else _TAB - fy
-      rows = jnp.take(image, jnp.asarray(ys[i]), axis=-3)
-      for j in range(2):
-        wx = fx if j else _TAB - fx
-        weight = (wy[:, None] * wx[None, :]) * (y_in[i][:, None] & x_in[j][None, :])
-        tap = jnp.take(rows, jnp.asarray(xs[j]), axis=-2)
+    for dy in range(2):
+      wy = fy if dy else _TAB - fy
+      r = row + dy
+      for dx in range(2):
+        wx = fx if dx else _TAB - fx
+        c = col + dx
+        if options.border_mode is BorderMode.ZERO:  # taps outside read 0
+          weight = wy * wx * ((r >= 0) & (r < image_h) & (c >= 0) & (c < image_w))
+        else:  # REPLICATE: taps clamp to the edge
+          weight = wy * wx
+        tap = image[..., np.clip(r, 0, image_h - 1), np.clip(c, 0, image_w - 1), :]
         if image.dtype == jnp.uint8:
           term = tap.astype(jnp.int32) * jnp.asarray(weight, jnp.int32)[:, :, None]
         else:

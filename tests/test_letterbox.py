@@ -28,13 +28,6 @@ def _options(case):
 
 # -- MediaPipe's own tensors ------------------------------------------------------------
 
-# Photos whose sampling positions never sit on one of OpenCV's 1/64-pixel rounding
-# ties: there our tensor is MediaPipe's, bit for bit. The 451-px-wide chelsea
-# photo puts positions exactly on ties, which OpenCV breaks by double-precision
-# round-off of its inverted perspective matrix; there we differ by one grey level.
-_TIES = {"face_short_range_chelsea", "palm_lite_chelsea"}
-
-
 @pytest.mark.parametrize("name", mediapipe_data.CASES)
 def test_letterbox_reproduces_mediapipe_input_tensor(name):
   case = mediapipe_data.load(name)
@@ -45,15 +38,9 @@ def test_letterbox_reproduces_mediapipe_input_tensor(name):
   np.testing.assert_array_equal(np.asarray(transform.padding), case.arrays["letterbox_padding"])
   np.testing.assert_allclose(np.asarray(transform.matrix), case.arrays["transform_matrix"],
                              rtol=0, atol=1e-7)
-  lo, hi = options.output_tensor_float_range
-  level = (hi - lo) / 255
-  diff = np.abs(np.asarray(tensor) - expected)
-  if name in _TIES:
-    # A tie broken the other way moves a position by 1/32 pixel on one or both axes.
-    assert diff.max() <= _quantisation_bound(image, shift=1 / 32) * level
-    assert np.mean(diff > 0) < 0.01
-  else:
-    np.testing.assert_array_equal(np.asarray(tensor), expected)
+  # Bit for bit, including the photos whose sampling positions sit exactly on
+  # OpenCV's rounding ties (chelsea, 451 px wide).
+  np.testing.assert_array_equal(np.asarray(tensor), expected)
 
 
 # -- NumPy reference ------------------------------------------------------------------
@@ -68,18 +55,18 @@ SIZES = [  # (image h, w), (tensor h, w)
 ]
 
 
-def _quantisation_bound(image: np.ndarray, shift: float = 1 / 64) -> float:
-  """Grey levels by which moving sampling positions by ``shift`` pixels may move a value.
+def _quantisation_bound(image: np.ndarray) -> float:
+  """Grey levels by which OpenCV's 1/32-pixel rounding of positions may move a value.
 
   The reference samples at exact positions; we (like OpenCV) round positions to
   1/32 pixel, i.e. move them by at most 1/64 pixel per axis, changing a bilinear
-  value by at most (largest neighbour difference, the zero border included) x
-  shift per axis, plus one level of rounding to uint8.
+  value by at most (largest neighbour difference, the zero border included) / 64
+  per axis, plus one level of rounding to uint8.
   """
   img = np.pad(image.astype(np.int64), ((1, 1), (1, 1), (0, 0)))
   dx = np.abs(np.diff(img, axis=1)).max(initial=0)
   dy = np.abs(np.diff(img, axis=0)).max(initial=0)
-  return (dx + dy) * shift + 1
+  return (dx + dy) / 64 + 1
 
 
 @pytest.mark.parametrize("image_size,tensor_size", SIZES)
