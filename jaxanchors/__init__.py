@@ -7,6 +7,7 @@ from jaxanchors.anchors import anchor_layers
 from jaxanchors.anchors import anchors_numpy
 from jaxanchors.anchors import generate_anchors
 from jaxanchors.anchors import num_anchors
+from jaxanchors.boxes import OverlapType
 from jaxanchors.decoding import BoxFormat
 from jaxanchors.decoding import DecoderOptions
 from jaxanchors.decoding import anchors_from_yxhw
@@ -18,6 +19,16 @@ from jaxanchors.detections import count
 from jaxanchors.detections import from_xywh
 from jaxanchors.detections import to_pixels
 from jaxanchors.detections import to_xywh
+from jaxanchors.letterbox import ImageToTensorOptions
+from jaxanchors.letterbox import LetterboxTransform
+from jaxanchors.letterbox import letterbox
+from jaxanchors.letterbox import project_detections
+from jaxanchors.letterbox import remove_letterbox
+from jaxanchors.nms import NmsAlgorithm
+from jaxanchors.nms import NmsOptions
+from jaxanchors.nms import non_max_suppression
+from jaxanchors.pipeline import PipelineOptions
+from jaxanchors.pipeline import detect
 
 __version__ = "0.1.0"
 
@@ -27,17 +38,28 @@ __all__ = (
     "BoxFormat",
     "DecoderOptions",
     "Detections",
+    "ImageToTensorOptions",
+    "LetterboxTransform",
+    "NmsAlgorithm",
+    "NmsOptions",
+    "OverlapType",
+    "PipelineOptions",
     "anchor_layers",
     "anchors_from_yxhw",
     "anchors_numpy",
     "count",
     "decode",
     "decode_postprocessed",
+    "detect",
     "encode",
     "from_xywh",
     "generate_anchors",
+    "letterbox",
+    "non_max_suppression",
     "num_anchors",
     "presets",
+    "project_detections",
+    "remove_letterbox",
     "to_pixels",
     "to_xywh",
 )

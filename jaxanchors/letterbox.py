@@ -345,6 +345,18 @@ def letterbox(image: ArrayLike, options: ImageToTensorOptions, *,
 # -- mapping back ----------------------------------------------------------------------
 
 
+def _divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+  """IEEE division, as MediaPipe divides.
+
+  XLA rewrites ``a / broadcast(b)`` into ``a * broadcast(1 / b)`` (one rounding
+  more), and whether it does depends on the rest of the program, so a sharded
+  and an unsharded compilation could differ by an ulp. A full-shaped divisor
+  behind an optimisation barrier keeps the true division.
+  """
+  shape = jnp.broadcast_shapes(numerator.shape, denominator.shape)
+  return numerator / jax.lax.optimization_barrier(jnp.broadcast_to(denominator, shape))
+
+
 def remove_letterbox(detections: Detections, padding: ArrayLike) -> Detections:
   """MediaPipe ``DetectionLetterboxRemovalCalculator`` (spec §4.3).
 
@@ -359,11 +371,11 @@ def remove_letterbox(detections: Detections, padding: ArrayLike) -> Detections:
   l, t, r, b = (padding[..., i, None] for i in range(4))
   sx, sy = 1 - (l + r), 1 - (t + b)
   boxes = detections.boxes
-  xmin, ymin = (boxes[..., 0] - l) / sx, (boxes[..., 1] - t) / sy
-  xmax, ymax = (boxes[..., 2] - l) / sx, (boxes[..., 3] - t) / sy
+  xmin, ymin = _divide(boxes[..., 0] - l, sx), _divide(boxes[..., 1] - t, sy)
+  xmax, ymax = _divide(boxes[..., 2] - l, sx), _divide(boxes[..., 3] - t, sy)
   kp = detections.keypoints
-  kx = (kp[..., 0] - l[..., None]) / sx[..., None]
-  ky = (kp[..., 1] - t[..., None]) / sy[..., None]
+  kx = _divide(kp[..., 0] - l[..., None], sx[..., None])
+  ky = _divide(kp[..., 1] - t[..., None], sy[..., None])
   return detections._replace(boxes=jnp.stack([xmin, ymin, xmax, ymax], axis=-1),
                              keypoints=jnp.stack([kx, ky], axis=-1))
 

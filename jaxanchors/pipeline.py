@@ -1,0 +1,150 @@
+"""One jitted call from raw model outputs to detections in image coordinates.
+
+:func:`detect` chains the three MediaPipe calculators of an SSD graph and the
+mapping back to the image:
+
+1. anchors (``SsdAnchorsCalculator``, a compile-time constant),
+2. decoding and score filtering (``TensorsToDetectionsCalculator``),
+3. optional ``top_k`` pre-selection, then NMS (``NonMaxSuppressionCalculator``),
+4. mapping back through the letterbox transform: ``DetectionProjection`` or
+   ``DetectionLetterboxRemoval``, whichever the graph uses.
+
+Everything is static except the tensors, so a batch of any leading shape
+compiles once per shape; the batch may be sharded over devices (data
+parallel), each frame being independent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxanchors import _validate as v
+from jaxanchors import presets as presets_module
+from jaxanchors.anchors import AnchorOptions, generate_anchors
+from jaxanchors.decoding import DecoderOptions, decode
+from jaxanchors.detections import Detections
+from jaxanchors.letterbox import LetterboxTransform, project_detections, remove_letterbox
+from jaxanchors.nms import NmsOptions, non_max_suppression
+
+__all__ = ["PipelineOptions", "detect"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PipelineOptions:
+  """The post-processing of one SSD graph: anchors, decoder and NMS options.
+
+  Attributes:
+    anchors: :class:`~jaxanchors.anchors.AnchorOptions`.
+    decoder: :class:`~jaxanchors.decoding.DecoderOptions`.
+    nms: :class:`~jaxanchors.nms.NmsOptions`.
+    mapping: how a :class:`~jaxanchors.letterbox.LetterboxTransform` maps
+      detections back: ``"projection"`` (through its matrix, as the face
+      graphs) or ``"letterbox_removal"`` (through its padding, as the palm and
+      pose graphs). Both agree to float32 rounding for unrotated letterboxes.
+  """
+
+  anchors: AnchorOptions
+  decoder: DecoderOptions
+  nms: NmsOptions
+  mapping: str = "projection"
+
+  def __post_init__(self) -> None:
+    for name, cls in (("anchors", AnchorOptions), ("decoder", DecoderOptions),
+                      ("nms", NmsOptions)):
+      if not isinstance(getattr(self, name), cls):
+        raise TypeError(f"PipelineOptions.{name} must be {cls.__name__}, got "
+                        f"{type(getattr(self, name)).__name__}")
+    if self.mapping not in ("projection", "letterbox_removal"):
+      raise ValueError("PipelineOptions.mapping must be 'projection' or 'letterbox_removal', "
+                       f"got {self.mapping!r}")
+
+
+def _resolve(config: Any) -> PipelineOptions:
+  if isinstance(config, PipelineOptions):
+    return config
+  if isinstance(config, str):
+    config = presets_module.get(config)
+  if isinstance(config, presets_module.Preset):
+    return PipelineOptions(anchors=config.anchors, decoder=config.decoder, nms=config.nms,
+                           mapping=config.mapping)
+  raise TypeError("expected a preset name, a Preset or PipelineOptions, got "
+                  f"{type(config).__name__}")
+
+
+@functools.partial(jax.jit, static_argnames=("options", "max_detections", "top_k", "mapping"))
+def _detect(raw_boxes, raw_scores, padding, matrix, *, options: PipelineOptions,
+            max_detections: int, top_k: int | None, mapping: str | None) -> Detections:
+  anchors = generate_anchors(options.anchors, dtype=raw_boxes.dtype)
+  detections = decode(raw_boxes, raw_scores, anchors, options.decoder)
+  detections = non_max_suppression(detections, options.nms, max_detections=max_detections,
+                                   top_k=top_k)
+  if mapping == "projection":
+    detections = project_detections(detections, matrix)
+  elif mapping == "letterbox_removal":
+    detections = remove_letterbox(detections, padding)
+  return detections
+
+
+def detect(raw_boxes: ArrayLike, raw_scores: ArrayLike, config: Any, *, max_detections: int,
+           transform: LetterboxTransform | ArrayLike | None = None,
+           top_k: int | None = None) -> Detections:
+  """Raw SSD outputs to final detections: decode, NMS and map back, in one jitted call.
+
+  Args:
+    raw_boxes: ``[..., N, num_coords]`` model regression output.
+    raw_scores: ``[..., N, num_classes]`` model score output.
+    config: a preset name, a :class:`~jaxanchors.presets.Preset` or
+      :class:`PipelineOptions` (static).
+    max_detections: static number of output slots per frame.
+    transform: ``None`` for detections relative to the model input; a
+      :class:`~jaxanchors.letterbox.LetterboxTransform` (from
+      :func:`~jaxanchors.letterbox.letterbox`, batched like the tensors or
+      shared) to map them back to the image as the graph does; or a padding
+      array ``[..., 4]`` ``[left, top, right, bottom]`` for letterbox removal.
+    top_k: optional static pre-selection of the best candidates before NMS
+      (a speed knob; see :func:`~jaxanchors.nms.non_max_suppression`).
+
+  Returns:
+    :class:`~jaxanchors.detections.Detections` with ``max_detections`` slots
+    per frame, in emission order (descending score), in normalised image
+    coordinates when a transform is given (use
+    :func:`~jaxanchors.detections.to_pixels` for pixels).
+
+  Examples:
+    >>> import numpy as np
+    >>> raw_boxes = np.zeros((2, 896, 16), np.float32)
+    >>> raw_scores = np.full((2, 896, 1), -10.0, np.float32)
+    >>> raw_scores[1, 100] = 5.0                              # one confident anchor
+    >>> d = detect(raw_boxes, raw_scores, "face_short_range", max_detections=4)
+    >>> d.boxes.shape, d.valid.sum(axis=-1).tolist()
+    ((2, 4, 4), [0, 1])
+  """
+  options = _resolve(config)
+  max_detections = v.as_int("max_detections", max_detections, minimum=1)
+  raw_boxes, raw_scores = jnp.asarray(raw_boxes), jnp.asarray(raw_scores)
+  batch = raw_boxes.shape[:-2]
+  padding = matrix = None
+  mapping = None
+  if isinstance(transform, LetterboxTransform):
+    padding, matrix = jnp.asarray(transform.padding), jnp.asarray(transform.matrix)
+    mapping = options.mapping
+  elif transform is not None:
+    padding = jnp.asarray(transform)
+    mapping = "letterbox_removal"
+  for name, value, tail in (("padding", padding, (4,)), ("matrix", matrix, (4, 4))):
+    if value is None:
+      continue
+    lead = value.shape[:-len(tail)]
+    fits = value.shape[-len(tail):] == tail and len(lead) <= len(batch) and all(
+        a in (1, b) for a, b in zip(lead[::-1], batch[::-1]))
+    if not fits:
+      raise ValueError(f"transform {name} of shape {value.shape} does not fit tensors with "
+                       f"batch shape {batch}: expected {tail} or {batch + tail}")
+  return _detect(raw_boxes, raw_scores, padding, matrix, options=options,
+                 max_detections=max_detections, top_k=top_k, mapping=mapping)

@@ -1,0 +1,238 @@
+"""detect(): MediaPipe's own results on real photos, batching, sharding, presets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxanchors as ja
+from jaxanchors import pipeline, presets
+from jaxanchors.letterbox import LetterboxTransform, letterbox
+import mediapipe_data
+
+# Which preset reproduces each recorded graph.
+PRESET_OF_MODEL = {"face_short_range": "face_short_range", "face_full_range": "face_full_range",
+                   "palm_lite": "palm", "palm_full": "palm", "pose": "pose"}
+
+
+def _frame(det: ja.Detections, i: int = 0) -> ja.Detections:
+  return ja.Detections(*(np.asarray(x)[i] for x in det))
+
+
+def assert_matches_mediapipe(det: ja.Detections, arrays: dict, stage: str) -> None:
+  """Same count and order; boxes and keypoints within 1e-6, scores within 1e-6."""
+  n = int(det.valid.sum())
+  assert n == len(arrays[f"{stage}_scores"])
+  assert det.valid[:n].all()
+  np.testing.assert_allclose(np.asarray(ja.to_xywh(det.boxes))[:n], arrays[f"{stage}_boxes"],
+                             rtol=0, atol=1e-6)
+  np.testing.assert_allclose(det.keypoints[:n], arrays[f"{stage}_keypoints"], rtol=0, atol=1e-6)
+  np.testing.assert_allclose(det.scores[:n], arrays[f"{stage}_scores"], rtol=0, atol=1e-6)
+  np.testing.assert_array_equal(det.classes[:n], arrays[f"{stage}_labels"])
+
+
+@pytest.mark.parametrize("name", mediapipe_data.CASES)
+def test_each_stage_reproduces_mediapipe_from_its_raw_tensors(name):
+  case = mediapipe_data.load(name)
+  a = case.arrays
+  preset = presets.get(PRESET_OF_MODEL[case.model])
+  np.testing.assert_array_equal(ja.anchors_numpy(preset.anchors), a["anchors"])
+
+  decoded = _frame(ja.decode(a["raw_boxes"], a["raw_scores"], a["anchors"], preset.decoder))
+  np.testing.assert_array_equal(np.nonzero(decoded.valid)[0], a["decoded_anchor_index"])
+  idx = a["decoded_anchor_index"]
+  assert_matches_mediapipe(jax.tree.map(lambda x: x[idx], decoded), a, "decoded")
+
+  in_tensor = _frame(pipeline.detect(a["raw_boxes"], a["raw_scores"], preset, max_detections=8))
+  assert_matches_mediapipe(in_tensor, a, "nms")
+
+  transform = LetterboxTransform(a["letterbox_padding"], a["transform_matrix"])
+  final = _frame(pipeline.detect(a["raw_boxes"], a["raw_scores"], preset, max_detections=8,
+                                 transform=transform))
+  assert_matches_mediapipe(final, a, "final")
+
+
+@pytest.mark.parametrize("name", mediapipe_data.CASES)
+def test_photo_to_detections_with_our_letterbox(name):
+  """Our letterbox transform (from the photo alone) maps back as MediaPipe does."""
+  case = mediapipe_data.load(name)
+  image = mediapipe_data.photo(case)
+  preset = presets.get(PRESET_OF_MODEL[case.model])
+  _, transform = letterbox(image, preset.preprocessing)
+  final = jax.tree.map(np.asarray, pipeline.detect(
+      case.arrays["raw_boxes"][0], case.arrays["raw_scores"][0], preset, max_detections=8,
+      transform=transform))
+  assert_matches_mediapipe(final, case.arrays, "final")
+
+
+# -- the real models ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def litert():
+  pytest.importorskip("ai_edge_litert", reason="the real-model tests need the 'models' extra "
+                      "(pip install -e '.[models]')")
+  from jaxanchors import models
+  return models
+
+
+@pytest.mark.parametrize("name", mediapipe_data.CASES)
+def test_real_model_end_to_end_equals_mediapipe(litert, name):
+  """Photo -> our letterbox -> the real .tflite -> detect: MediaPipe's detections."""
+  case = mediapipe_data.load(name)
+  image = mediapipe_data.photo(case)
+  preset = presets.get(PRESET_OF_MODEL[case.model])
+  model = litert.TFLiteModel.from_name(case.model)
+  tensor, transform = letterbox(image, preset.preprocessing)
+  raw_boxes, raw_scores = model(np.asarray(tensor)[None])
+  np.testing.assert_array_equal(raw_boxes, case.arrays["raw_boxes"])
+  np.testing.assert_array_equal(raw_scores, case.arrays["raw_scores"])
+  final = _frame(pipeline.detect(raw_boxes, raw_scores, preset, max_detections=8,
+                                 transform=transform))
+  assert_matches_mediapipe(final, case.arrays, "final")
+
+
+# The obvious subject of each photo, located by hand in normalised image
+# coordinates (x0, y0, x1, y1): the astronaut's face, the cameraman's face.
+FACES = {"astronaut": (0.33, 0.12, 0.55, 0.38), "camera": (0.35, 0.18, 0.58, 0.45)}
+
+
+@pytest.mark.parametrize("model", ["face_short_range", "face_full_range"])
+@pytest.mark.parametrize("photo", sorted(FACES))
+def test_face_presets_find_the_face(litert, model, photo):
+  case = mediapipe_data.load(f"{model}_{photo}")
+  image = mediapipe_data.photo(case)
+  preset = presets.get(model)
+  tensor, transform = letterbox(image, preset.preprocessing)
+  raw = litert.TFLiteModel.from_name(model)(np.asarray(tensor)[None])
+  det = _frame(pipeline.detect(*raw, preset, max_detections=4, transform=transform))
+  assert det.valid.sum() == 1
+  x0, y0, x1, y1 = FACES[photo]
+  cx, cy = (det.boxes[0, 0] + det.boxes[0, 2]) / 2, (det.boxes[0, 1] + det.boxes[0, 3]) / 2
+  assert x0 < cx < x1 and y0 < cy < y1
+  assert det.scores[0] > 0.75
+
+
+def test_pose_and_palm_presets_find_the_person_and_hands(litert):
+  # Pose on the astronaut: one person whose first keypoint (hip centre) lies
+  # in the lower part of the frame, below the face.
+  case = mediapipe_data.load("pose_astronaut")
+  image = mediapipe_data.photo(case)
+  preset = presets.get("pose")
+  tensor, transform = letterbox(image, preset.preprocessing)
+  det = _frame(pipeline.detect(*litert.TFLiteModel.from_name("pose")(np.asarray(tensor)[None]),
+                               preset, max_detections=4, transform=transform))
+  assert det.valid.sum() == 1 and det.scores[0] > 0.5
+  hip = det.keypoints[0, 0]
+  assert 0.2 < hip[0] < 0.8 and hip[1] > 0.5
+  # Palm on the cameraman's gloved hands on the camera (the only hands in
+  # scikit-image's photos): two detections, both in the lower half.
+  case = mediapipe_data.load("palm_full_camera_hands")
+  image = mediapipe_data.photo(case)
+  preset = presets.get("palm")
+  tensor, transform = letterbox(image, preset.preprocessing)
+  det = _frame(pipeline.detect(*litert.TFLiteModel.from_name("palm_full")(np.asarray(tensor)[None]),
+                               preset, max_detections=4, transform=transform))
+  assert det.valid.sum() == 2 and (det.scores[:2] > 0.5).all()
+
+
+# -- batching, tracing, sharding -------------------------------------------------------------
+
+
+def _random_raw(preset, batch, seed=0):
+  rng = np.random.default_rng(seed)
+  d = preset.decoder
+  boxes = rng.normal(0, 0.05 * d.x_scale, batch + (d.num_boxes, d.num_coords)).astype(np.float32)
+  scores = rng.normal(-3, 3, batch + (d.num_boxes, d.num_classes)).astype(np.float32)
+  return boxes, scores
+
+
+def test_batched_detect_equals_per_frame_and_traces_once():
+  preset = presets.get("face_short_range")
+  boxes, scores = _random_raw(preset, (2, 3))
+  padding = np.array([0.0, 0.1, 0.0, 0.1], np.float32)
+  batched = pipeline.detect(boxes, scores, preset, max_detections=6, transform=padding)
+  assert batched.boxes.shape == (2, 3, 6, 4) and batched.keypoints.shape == (2, 3, 6, 6, 2)
+  for i in range(2):
+    for j in range(3):
+      one = pipeline.detect(boxes[i, j], scores[i, j], preset, max_detections=6,
+                            transform=padding)
+      chex.assert_trees_all_equal(jax.tree.map(lambda x: x[i, j], batched), one)
+  size = pipeline._detect._cache_size()
+  pipeline.detect(boxes + 1, scores, "face_short_range", max_detections=6, transform=padding)
+  assert pipeline._detect._cache_size() == size
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_every_preset_runs(name):
+  preset = presets.get(name)
+  boxes, scores = _random_raw(preset, (2,), seed=len(name))
+  det = pipeline.detect(boxes, scores, name, max_detections=5)
+  assert det.boxes.shape == (2, 5, 4) and det.valid.dtype == jnp.bool_
+  # Output is in descending score order among valid slots.
+  for frame in range(2):
+    s = np.asarray(det.scores[frame])[np.asarray(det.valid[frame])]
+    assert np.all(np.diff(s) <= 0)
+
+
+def test_bad_transform_and_config():
+  preset = presets.get("face_short_range")
+  boxes, scores = _random_raw(preset, (2,))
+  with pytest.raises(ValueError, match="does not fit"):
+    pipeline.detect(boxes, scores, preset, max_detections=2, transform=np.zeros((3, 4)))
+  with pytest.raises(ValueError, match="does not fit"):
+    pipeline.detect(boxes, scores, preset, max_detections=2, transform=np.zeros((4, 3)))
+  with pytest.raises(ValueError, match="unknown preset"):
+    pipeline.detect(boxes, scores, "face", max_detections=2)
+  with pytest.raises(ValueError, match="max_detections"):
+    pipeline.detect(boxes, scores, preset, max_detections=0)
+  with pytest.raises(ValueError, match="num_coords=16"):
+    pipeline.detect(boxes[..., :12], scores, preset, max_detections=2)
+
+
+_SHARDING_SCRIPT = textwrap.dedent("""
+    import numpy as np, jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jaxanchors import pipeline, presets
+    from jaxanchors.letterbox import LetterboxTransform
+    assert jax.device_count() == 8, jax.devices()
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    shard = lambda x: jax.device_put(x, NamedSharding(mesh, P("batch")))
+    one = lambda x: jax.device_put(x, jax.devices()[0])
+    rng = np.random.default_rng(0)
+    padding = np.tile(np.array([0.0, 0.125, 0.0, 0.125], np.float32), (16, 1))
+    matrix = np.tile(np.array([[1, 0, 0, 0], [0, 4 / 3, 0, -1 / 6], [0, 0, 4 / 3, 0],
+                               [0, 0, 0, 1]], np.float32), (16, 1, 1))
+    for name, transform in (("face_short_range", padding),
+                            ("face_short_range", LetterboxTransform(padding, matrix)),
+                            ("pose", None)):
+        d = presets.get(name).decoder
+        boxes = rng.normal(0, 6, (16, d.num_boxes, d.num_coords)).astype(np.float32)
+        scores = rng.normal(-3, 3, (16, d.num_boxes, 1)).astype(np.float32)
+        single = pipeline.detect(one(boxes), one(scores), name, max_detections=8,
+                                 transform=jax.tree.map(one, transform))
+        sharded = pipeline.detect(shard(boxes), shard(scores), name, max_detections=8,
+                                  transform=jax.tree.map(shard, transform))
+        assert len(sharded.boxes.sharding.device_set) == 8, sharded.boxes.sharding
+        for x, y in zip(single, sharded):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        print("valid", int(np.asarray(single.valid).sum()))
+""")
+
+
+
+def test_sharded_detect_equals_single_device():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert int(result.stdout.split()[-1]) > 0  # the frames did produce detections
