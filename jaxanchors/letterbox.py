@@ -327,8 +327,10 @@ def letterbox(image: ArrayLike, options: ImageToTensorOptions, *,
     ...                          keep_aspect_ratio=True, output_tensor_float_range=(-1, 1),
     ...                          border_mode="ZERO")
     >>> tensor, t = letterbox(np.full((2, 4, 3), 255, np.uint8), o)
-    >>> tensor[:, 0, 0].tolist(), t.padding.tolist()
-    ([-1.0, 1.0, 1.0, -1.0], [0.0, 0.25, 0.0, 0.25])
+    >>> t.padding.tolist()  # 2x4 into 4x4: one row of border above and below
+    [0.0, 0.25, 0.0, 0.25]
+    >>> tensor[:, 0, 0].tolist()  # 255 * f32(2/255) - 1 rounds up, in MediaPipe too
+    [-1.0, 1.0000001192092896, 1.0000001192092896, -1.0]
   """
   if not isinstance(options, ImageToTensorOptions):
     raise TypeError(f"options must be ImageToTensorOptions, got {type(options).__name__}")

@@ -68,6 +68,8 @@ PRESET_COUNTS = {
     "face_short_range": 896, "face_full_range": 2304, "blazeface_back": 896, "palm": 2016,
     "palm_128": 896, "palm_v1": 2944, "pose": 2254, "ssdlite_coco": 2034,
     "objectron_oidv4": 1917,
+    # MediaPipe Tasks API variants of the face and pose detectors.
+    "face_short_range_tasks": 896, "pose_tasks": 2254,
 }
 
 
