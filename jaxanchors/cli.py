@@ -1,10 +1,11 @@
-"""Command line: ``jaxanchors anchors`` exports and summarises anchor tables.
+"""Command line: export anchor tables, run a preset's real model on a photo.
 
 Examples::
 
   jaxanchors anchors --list-presets
   jaxanchors anchors --preset face_short_range -o anchors.npy
-  jaxanchors anchors --options my_options.json -o anchors.txt
+  jaxanchors anchors --options my_options.json -o anchors.txt --plot anchors.png
+  jaxanchors detect photo.jpg --preset face_short_range -o faces.png --json faces.json
 
 Output format follows the file extension: ``.npy`` (float32 ``[N, 4]``),
 ``.csv`` (header ``x_center,y_center,w,h``), ``.json`` (options and rows) or
@@ -18,7 +19,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -84,6 +85,15 @@ def _options(args: argparse.Namespace) -> tuple[AnchorOptions, str]:
     raise CliError(f"bad options in {str(path)!r}: {e}") from None
 
 
+def _plot(path: str, draw: Any) -> None:
+  try:
+    draw()
+  except ImportError as e:
+    raise CliError(str(e)) from None
+  except OSError as e:
+    raise CliError(f"cannot write {path!r}: {e.strerror}") from None
+
+
 def _anchors_command(args: argparse.Namespace) -> int:
   if args.list_presets:
     for name in presets.names():
@@ -101,10 +111,70 @@ def _anchors_command(args: argparse.Namespace) -> int:
       _write(path, options, anchors_numpy(options))
     except OSError as e:
       raise CliError(f"cannot write {str(path)!r}: {e.strerror}") from None
+  if args.plot is not None:
+    from jaxanchors import plot
+    _plot(args.plot, lambda: plot.draw_anchors(options, args.plot))
   if not args.quiet:
     print(_summary(options, title))
-    if args.output is not None:
-      print(f"wrote {args.output}")
+    for path in (args.output, args.plot):
+      if path is not None:
+        print(f"wrote {path}")
+  return 0
+
+
+def _read_image(path: str) -> np.ndarray:
+  try:
+    from PIL import Image
+  except ImportError:
+    raise CliError("reading images needs Pillow: pip install 'jaxanchors[plot]'") from None
+  try:
+    with Image.open(path) as img:
+      return np.asarray(img.convert("RGB"))
+  except OSError as e:
+    raise CliError(f"cannot read image {path!r}: {e}") from None
+
+
+def _detect_command(args: argparse.Namespace) -> int:
+  import jax
+  from jaxanchors import models
+  from jaxanchors.detections import to_pixels
+  from jaxanchors.letterbox import letterbox
+  from jaxanchors.pipeline import detect
+  try:
+    preset = presets.get(args.preset)
+  except ValueError as e:
+    raise CliError(str(e)) from None
+  if preset.model is None:
+    with_models = ", ".join(n for n in presets.names() if presets.get(n).model)
+    raise CliError(f"preset {args.preset!r} has no shipped model; use one of {with_models}")
+  image = _read_image(args.image)
+  try:
+    model = models.TFLiteModel.from_name(preset.model)
+  except (ImportError, RuntimeError, OSError) as e:
+    raise CliError(str(e)) from None
+  tensor, transform = letterbox(image, preset.preprocessing)
+  raw_boxes, raw_scores = model(np.asarray(tensor)[None])
+  found = detect(raw_boxes[0], raw_scores[0], preset, max_detections=args.max_detections,
+                 transform=transform)
+  pixels = jax.tree.map(np.asarray, to_pixels(found, width=image.shape[1], height=image.shape[0]))
+  records = [dict(score=float(s), class_id=int(c), box=[float(x) for x in b],
+                  keypoints=[[float(x), float(y)] for x, y in k])
+             for b, k, s, c, ok in zip(*pixels) if ok]
+  if args.json is not None:
+    doc = {"image": args.image, "preset": preset.name, "width": image.shape[1],
+           "height": image.shape[0], "box_format": "xmin, ymin, xmax, ymax in pixels",
+           "detections": records}
+    try:
+      Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    except OSError as e:
+      raise CliError(f"cannot write {args.json!r}: {e.strerror}") from None
+  if args.output is not None:
+    from jaxanchors import plot
+    _plot(args.output, lambda: plot.draw_detections(image, found, args.output))
+  for r in records:
+    box = ", ".join(f"{x:.1f}" for x in r["box"])
+    print(f"score {r['score']:.3f}  box [{box}]  {len(r['keypoints'])} keypoints")
+  print(f"{len(records)} detection(s) with preset {preset.name}")
   return 0
 
 
@@ -121,8 +191,18 @@ def _parser() -> argparse.ArgumentParser:
   source.add_argument("--list-presets", action="store_true", help="list presets and exit")
   anchors.add_argument("-o", "--output", metavar="FILE",
                        help=f"write the table; format by extension ({', '.join(_FORMATS)})")
+  anchors.add_argument("--plot", metavar="FILE.png", help="draw the anchors (needs matplotlib)")
   anchors.add_argument("-q", "--quiet", action="store_true", help="print no summary")
   anchors.set_defaults(run=_anchors_command)
+
+  det = sub.add_parser("detect", help="run a preset's real MediaPipe model on a photo",
+                       description="Photo -> letterbox -> real .tflite model -> detections.")
+  det.add_argument("image", help="photo (any format Pillow reads)")
+  det.add_argument("--preset", required=True, metavar="NAME", help="preset with a shipped model")
+  det.add_argument("-o", "--output", metavar="FILE.png", help="draw the detections")
+  det.add_argument("--json", metavar="FILE.json", help="write detections in image pixels")
+  det.add_argument("--max-detections", type=int, default=10, metavar="N")
+  det.set_defaults(run=_detect_command)
   return parser
 
 
