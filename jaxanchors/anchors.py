@@ -392,6 +392,16 @@ def num_anchors(options: AnchorOptions) -> int:
   return sum(layer.num_anchors for layer in anchor_layers(options))
 
 
+def _cell_table(xc: np.ndarray, yc: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+  """Rows ``[xc, yc, w, h]`` for every (row, column, anchor of the cell), in that order."""
+  table = np.empty((len(yc), len(xc), len(w), 4), _F32)
+  table[..., 0] = xc[None, :, None]
+  table[..., 1] = yc[:, None, None]
+  table[..., 2] = w
+  table[..., 3] = h
+  return table.reshape(-1, 4)
+
+
 def _standard_numpy(options: AnchorOptions) -> np.ndarray:
   tables = []
   for layers, cell in _standard_cells(options):
@@ -406,12 +416,7 @@ def _standard_numpy(options: AnchorOptions) -> np.ndarray:
     # f32(x + offset) then a single-precision division by the grid size.
     xc = (np.arange(fw, dtype=_F32) + _F32(options.anchor_offset_x)) / _F32(fw)
     yc = (np.arange(fh, dtype=_F32) + _F32(options.anchor_offset_y)) / _F32(fh)
-    table = np.empty((fh, fw, len(cell), 4), _F32)
-    table[..., 0] = xc[None, :, None]
-    table[..., 1] = yc[:, None, None]
-    table[..., 2] = w
-    table[..., 3] = h
-    tables.append(table.reshape(-1, 4))
+    tables.append(_cell_table(xc, yc, w, h))
   return np.concatenate(tables)
 
 
@@ -437,12 +442,7 @@ def _multiscale_numpy(options: AnchorOptions) -> np.ndarray:
     if options.normalize_coordinates:
       h, yc = h / _F32(in_h), yc / _F32(in_h)
       w, xc = w / _F32(in_w), xc / _F32(in_w)
-    table = np.empty((fh, fw, len(h), 4), _F32)
-    table[..., 0] = xc[None, :, None]
-    table[..., 1] = yc[:, None, None]
-    table[..., 2] = w
-    table[..., 3] = h
-    tables.append(table.reshape(-1, 4))
+    tables.append(_cell_table(xc, yc, w, h))
   return np.concatenate(tables)
 
 
