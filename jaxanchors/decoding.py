@@ -201,8 +201,14 @@ def _check_float(where: str, x: jax.Array) -> None:
     raise TypeError(f"{where} must be a float array, got dtype {x.dtype}")
 
 
+def _asarray(x: ArrayLike) -> jax.Array:
+  # jnp.asarray returns a jax.Array (tracers included) unchanged, but costs a few
+  # microseconds per call: skip it on the hot path.
+  return x if isinstance(x, jax.Array) else jnp.asarray(x)
+
+
 def _check_inputs(raw_boxes, raw_scores, anchors, options: DecoderOptions):
-  raw_boxes, raw_scores, anchors = map(jnp.asarray, (raw_boxes, raw_scores, anchors))
+  raw_boxes, raw_scores, anchors = map(_asarray, (raw_boxes, raw_scores, anchors))
   for where, x in (("raw_boxes", raw_boxes), ("raw_scores", raw_scores), ("anchors", anchors)):
     _check_float(where, x)
   if raw_boxes.ndim < 2 or raw_boxes.shape[-1] != options.num_coords:
@@ -246,6 +252,16 @@ def _score(raw_scores: jax.Array, options: DecoderOptions) -> tuple[jax.Array, j
       s = jnp.clip(s, -t, t)
     s = 1 / (1 + jnp.exp(-s))
   allowed = _class_allowed(jnp.arange(options.num_classes, dtype=jnp.int32), options)
+  if options.num_classes == 1:
+    # The general path below, without its argmax and gather (extra passes over
+    # the scores in XLA). A sigmoid lies in [0, 1] unless its input is NaN, so
+    # the class is decided on the raw score: no second exp for the class output.
+    if options.sigmoid_score:
+      usable = allowed[0] & ~jnp.isnan(raw_scores[..., 0])
+    else:
+      usable = allowed[0] & (s[..., 0] > -_FLT_MAX)
+    return (jnp.where(usable, s[..., 0], jnp.asarray(-_FLT_MAX, s.dtype)),
+            jnp.where(usable, 0, -1).astype(jnp.int32))
   # MediaPipe starts from best = -FLT_MAX and takes a class only if best < s, in
   # ascending class order: the first maximum strictly above -FLT_MAX wins; NaN never does.
   usable = allowed & (s > -_FLT_MAX)
@@ -258,54 +274,62 @@ def _score(raw_scores: jax.Array, options: DecoderOptions) -> tuple[jax.Array, j
 
 
 def _decode_geometry(raw_boxes: jax.Array, anchors: jax.Array, options: DecoderOptions):
-  """Box corners and keypoints per spec §2.5, reading MediaPipe's output buffer."""
+  """Boxes ``[..., N, 4]`` and keypoints per spec §2.5, reading MediaPipe's output buffer.
+
+  Written on ``(x, y)`` pairs, with the corners as ``centre + (-1, +1) * half``
+  rather than four stacked columns: the same float32 operations per value
+  (``c + -h`` is ``c - h``; outputs are bit-identical), but XLA's CPU backend
+  compiles a stack of columns into a per-element select, which made the box
+  pass about 4x slower (``benchmarks/bench_decode.py``).
+  """
   o = options.box_coord_offset
   r = raw_boxes
   fmt = options.format
-  if fmt is BoxFormat.YXHW:
-    ty, tx, th, tw = r[..., o], r[..., o + 1], r[..., o + 2], r[..., o + 3]
-  elif fmt is BoxFormat.XYWH:
-    tx, ty, tw, th = r[..., o], r[..., o + 1], r[..., o + 2], r[..., o + 3]
-  else:  # XYXY: distances from the anchor centre to the left, top, right, bottom edges.
-    left, top, right, bottom = r[..., o], r[..., o + 1], r[..., o + 2], r[..., o + 3]
-    tx, ty = (right - left) / 2, (bottom - top) / 2
-    tw, th = left + right, top + bottom
-  axc, ayc, aw, ah = anchors[:, 0], anchors[:, 1], anchors[:, 2], anchors[:, 3]
   dtype = r.dtype
-  xs, ys = jnp.asarray(options.x_scale, dtype), jnp.asarray(options.y_scale, dtype)
-  ws, hs = jnp.asarray(options.w_scale, dtype), jnp.asarray(options.h_scale, dtype)
-  xc = tx / xs * aw + axc
-  yc = ty / ys * ah + ayc
+  first, second = r[..., o:o + 2], r[..., o + 2:o + 4]
+  if fmt is BoxFormat.YXHW:        # [ty, tx, th, tw]
+    t_centre, t_size = first[..., ::-1], second[..., ::-1]
+  elif fmt is BoxFormat.XYWH:      # [tx, ty, tw, th]
+    t_centre, t_size = first, second
+  else:  # XYXY: distances from the anchor centre to the left, top, right, bottom edges.
+    t_centre, t_size = (second - first) / 2, first + second
+  a_centre, a_size = anchors[:, 0:2], anchors[:, 2:4]   # (x_center, y_center), (w, h)
+  xy_scale = jnp.array([options.x_scale, options.y_scale], dtype)
+  wh_scale = jnp.array([options.w_scale, options.h_scale], dtype)
+  centre = t_centre / xy_scale * a_size + a_centre      # (xc, yc) = t / scale * anchor + anchor
   if options.apply_exponential_on_box_size:
-    h = jnp.exp(th / hs) * ah
-    w = jnp.exp(tw / ws) * aw
+    size = jnp.exp(t_size / wh_scale) * a_size
   else:
-    h = th / hs * ah
-    w = tw / ws * aw
-  # MediaPipe's buffer slots 0..3 hold ymin, xmin, ymax, xmax.
-  slots = [yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2]
+    size = t_size / wh_scale * a_size
+  side = jnp.array([[-1], [1]], dtype)                  # min corner, max corner
+  corners = centre[..., None, :] + side * (size[..., None, :] / 2)
+  boxes = corners.reshape(r.shape[:-1] + (4,))           # xmin, ymin, xmax, ymax
 
   k, q = options.num_keypoints, options.keypoint_coord_offset
   kp = r[..., q:q + 2 * k].reshape(r.shape[:-1] + (k, 2))
   if fmt is BoxFormat.YXHW:
-    kx, ky = kp[..., 1], kp[..., 0]
-  else:
-    kx, ky = kp[..., 0], kp[..., 1]
-  kx = kx / xs * aw[:, None] + axc[:, None]
-  ky = ky / ys * ah[:, None] + ayc[:, None]
+    kp = kp[..., ::-1]
+  keypoints = kp / xy_scale * a_size[:, None] + a_centre[:, None]
   # Keypoints are written after the box, x at q + 2j and y at q + 2j + 1: with
   # keypoint_coord_offset < 4 they overwrite box slots (spec §2.11).
-  for j in range(k):
-    for slot, value in ((q + 2 * j, kx[..., j]), (q + 2 * j + 1, ky[..., j])):
-      if slot < 4:
-        slots[slot] = value
-  ymin, xmin, ymax, xmax = slots
-  return xmin, ymin, xmax, ymax, jnp.stack([kx, ky], axis=-1)
+  if k and q < 4:
+    # MediaPipe's buffer slots 0..3 hold ymin, xmin, ymax, xmax.
+    slots = [boxes[..., 1], boxes[..., 0], boxes[..., 3], boxes[..., 2]]
+    for j in range(k):
+      for slot, value in ((q + 2 * j, keypoints[..., j, 0]), (q + 2 * j + 1, keypoints[..., j, 1])):
+        if slot < 4:
+          slots[slot] = value
+    ymin, xmin, ymax, xmax = slots
+    boxes = jnp.stack([xmin, ymin, xmax, ymax], axis=-1)
+  return boxes, keypoints
 
 
-def _finish(xmin, ymin, xmax, ymax, keypoints, score, cls, candidate,
-            options: DecoderOptions) -> Detections:
-  """Spec §2.7 steps 2-5 (filters, flip) and step 1 (max_results) on whole arrays."""
+def _finish(boxes, keypoints, score, cls, candidate, options: DecoderOptions) -> Detections:
+  """Spec §2.7 steps 2-5 (filters, flip) and step 1 (max_results) on whole arrays.
+
+  ``boxes [..., 4]`` are ``[xmin, ymin, xmax, ymax]`` before any flip.
+  """
+  xmin, ymin, xmax, ymax = (boxes[..., i] for i in range(4))
   width, height = xmax - xmin, ymax - ymin
   valid = candidate & (width >= 0) & (height >= 0)  # NaN compares false: dropped
   valid &= _class_allowed(cls, options)
@@ -314,20 +338,18 @@ def _finish(xmin, ymin, xmax, ymax, keypoints, score, cls, candidate,
   if options.max_results > 0:
     valid &= jnp.cumsum(valid, axis=-1) <= options.max_results
   if options.flip_vertically:
-    ymin, ymax = 1 - ymax, 1 - ymin
+    boxes = jnp.stack([xmin, 1 - ymax, xmax, 1 - ymin], axis=-1)
     keypoints = keypoints.at[..., 1].set(1 - keypoints[..., 1])
-  boxes = jnp.stack([xmin, ymin, xmax, ymax], axis=-1)
   return Detections(boxes=boxes, keypoints=keypoints, scores=score,
                     classes=cls.astype(jnp.int32), valid=valid)
 
 
 @functools.partial(jax.jit, static_argnames=("options",))
 def _decode(raw_boxes, raw_scores, anchors, options: DecoderOptions) -> Detections:
-  xmin, ymin, xmax, ymax, keypoints = _decode_geometry(raw_boxes, anchors.astype(raw_boxes.dtype),
-                                                      options)
+  boxes, keypoints = _decode_geometry(raw_boxes, anchors.astype(raw_boxes.dtype), options)
   score, cls = _score(raw_scores, options)
   candidate = jnp.ones(score.shape, bool)
-  return _finish(xmin, ymin, xmax, ymax, keypoints, score, cls, candidate, options)
+  return _finish(boxes, keypoints, score, cls, candidate, options)
 
 
 def decode(raw_boxes: ArrayLike, raw_scores: ArrayLike, anchors: ArrayLike,
@@ -379,7 +401,8 @@ def _decode_postprocessed(boxes, classes, scores, num_detections, options) -> De
   candidate = rows < jnp.asarray(num_detections).astype(jnp.int32)[..., None]
   cls = jnp.trunc(classes).astype(jnp.int32)
   keypoints = jnp.zeros(boxes.shape[:-1] + (0, 2), boxes.dtype)
-  return _finish(xmin, ymin, xmax, ymax, keypoints, scores, cls, candidate, options)
+  return _finish(jnp.stack([xmin, ymin, xmax, ymax], axis=-1), keypoints, scores, cls, candidate,
+                 options)
 
 
 def decode_postprocessed(boxes: ArrayLike, classes: ArrayLike, scores: ArrayLike,
