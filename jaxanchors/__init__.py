@@ -1,5 +1,8 @@
 """jaxanchors: MediaPipe's SSD anchors, box decoding and NMS as pure JAX functions."""
 
+from jaxanchors import boxes
+from jaxanchors import losses
+from jaxanchors import matching
 from jaxanchors import presets
 from jaxanchors.anchors import AnchorLayer
 from jaxanchors.anchors import AnchorOptions
@@ -8,6 +11,8 @@ from jaxanchors.anchors import anchors_numpy
 from jaxanchors.anchors import generate_anchors
 from jaxanchors.anchors import num_anchors
 from jaxanchors.boxes import OverlapType
+from jaxanchors.boxes import overlap
+from jaxanchors.boxes import pairwise_overlap
 from jaxanchors.decoding import BoxFormat
 from jaxanchors.decoding import DecoderOptions
 from jaxanchors.decoding import anchors_from_yxhw
@@ -24,6 +29,13 @@ from jaxanchors.letterbox import LetterboxTransform
 from jaxanchors.letterbox import letterbox
 from jaxanchors.letterbox import project_detections
 from jaxanchors.letterbox import remove_letterbox
+from jaxanchors.matching import MatcherOptions
+from jaxanchors.matching import Matches
+from jaxanchors.matching import Targets
+from jaxanchors.matching import argmax_match
+from jaxanchors.matching import assign_targets
+from jaxanchors.matching import match
+from jaxanchors.matching import mine_hard_negatives
 from jaxanchors.nms import NmsAlgorithm
 from jaxanchors.nms import NmsOptions
 from jaxanchors.nms import non_max_suppression
@@ -40,13 +52,19 @@ __all__ = (
     "Detections",
     "ImageToTensorOptions",
     "LetterboxTransform",
+    "MatcherOptions",
+    "Matches",
     "NmsAlgorithm",
     "NmsOptions",
     "OverlapType",
     "PipelineOptions",
+    "Targets",
     "anchor_layers",
     "anchors_from_yxhw",
     "anchors_numpy",
+    "argmax_match",
+    "assign_targets",
+    "boxes",
     "count",
     "decode",
     "decode_postprocessed",
@@ -55,8 +73,14 @@ __all__ = (
     "from_xywh",
     "generate_anchors",
     "letterbox",
+    "losses",
+    "match",
+    "matching",
+    "mine_hard_negatives",
     "non_max_suppression",
     "num_anchors",
+    "overlap",
+    "pairwise_overlap",
     "presets",
     "project_detections",
     "remove_letterbox",
