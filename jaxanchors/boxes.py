@@ -37,7 +37,7 @@ from jax.typing import ArrayLike
 
 from jaxanchors import _validate as v
 
-__all__ = ["OverlapType", "overlap", "pairwise_overlap"]
+__all__ = ["OverlapType", "anchors_to_corners", "overlap", "pairwise_overlap"]
 
 
 class OverlapType(enum.Enum):
@@ -188,3 +188,17 @@ def pairwise_overlap(boxes1: ArrayLike, boxes2: ArrayLike, *, overlap_type: Any)
   _check_boxes("boxes2", b2, 2)
   dtype = jnp.result_type(b1, b2)
   return _pairwise(b1.astype(dtype), b2.astype(dtype), kind)
+
+
+def anchors_to_corners(anchors: ArrayLike) -> jax.Array:
+  """``[..., 4]`` ``[x_center, y_center, w, h]`` to ``[xmin, ymin, xmax, ymax]``.
+
+  Examples:
+    >>> anchors_to_corners([0.5, 0.25, 0.5, 0.25]).tolist()
+    [0.25, 0.125, 0.75, 0.375]
+  """
+  a = jnp.asarray(anchors)
+  if not jnp.issubdtype(a.dtype, jnp.floating):
+    a = a.astype(jnp.float32)
+  xc, yc, w, h = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
+  return jnp.stack([xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], axis=-1)

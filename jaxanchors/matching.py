@@ -50,7 +50,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxanchors import _validate as v
-from jaxanchors.boxes import OverlapType, pairwise_overlap
+from jaxanchors.boxes import OverlapType, anchors_to_corners, pairwise_overlap
 from jaxanchors.decoding import DecoderOptions, encode
 
 __all__ = [
@@ -59,7 +59,6 @@ __all__ = [
     "MatcherOptions",
     "Matches",
     "Targets",
-    "anchors_to_corners",
     "argmax_match",
     "assign_targets",
     "match",
@@ -190,20 +189,6 @@ class Targets(NamedTuple):
 
 
 # -- matching ------------------------------------------------------------------------
-
-
-def anchors_to_corners(anchors: ArrayLike) -> jax.Array:
-  """``[..., 4]`` ``[x_center, y_center, w, h]`` to ``[xmin, ymin, xmax, ymax]``.
-
-  Examples:
-    >>> anchors_to_corners([0.5, 0.25, 0.5, 0.25]).tolist()
-    [0.25, 0.125, 0.75, 0.375]
-  """
-  a = jnp.asarray(anchors)
-  if not jnp.issubdtype(a.dtype, jnp.floating):
-    a = a.astype(jnp.float32)
-  xc, yc, w, h = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
-  return jnp.stack([xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], axis=-1)
 
 
 @functools.partial(jax.jit, static_argnames=("options",))

@@ -261,7 +261,7 @@ def test_match_equals_reference_on_boxes(case):
 @given(box_cases())
 def test_overlap_used_by_match_is_the_reference_iou(case):
   anchors, gt, _, _ = case
-  ours = np.asarray(ja.boxes.pairwise_overlap(gt, matching.anchors_to_corners(anchors),
+  ours = np.asarray(ja.boxes.pairwise_overlap(gt, ja.boxes.anchors_to_corners(anchors),
                                               overlap_type="INTERSECTION_OVER_UNION"))
   expected = ref_iou_matrix(gt, corners(anchors))
   # One correctly rounded float32 division of exact operands versus float64.
