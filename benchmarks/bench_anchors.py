@@ -36,6 +36,7 @@ import jax
 import numpy as np
 
 import jaxanchors
+from _timing import per_call
 from jaxanchors import anchors as anchors_module
 from jaxanchors import presets
 
@@ -190,19 +191,6 @@ def as_dict(options: jaxanchors.AnchorOptions) -> dict:
       "num_layers", "strides", "input_size_width", "input_size_height", "min_scale",
       "max_scale", "anchor_offset_x", "anchor_offset_y", "aspect_ratios",
       "reduce_boxes_in_lowest_layer", "interpolated_scale_aspect_ratio", "fixed_anchor_size")}
-
-
-def per_call(fn, min_seconds: float) -> float:
-  """Seconds per call of ``fn``, averaged over enough calls to last ``min_seconds``."""
-  n, t = 1, 0.0
-  while True:
-    t0 = time.perf_counter()
-    for _ in range(n):
-      fn()
-    t = time.perf_counter() - t0
-    if t >= min_seconds:
-      return t / n
-    n = max(n * 2, int(n * min_seconds / max(t, 1e-9)) + 1)
 
 
 def fmt_time(s: float) -> str:

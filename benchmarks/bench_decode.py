@@ -55,13 +55,13 @@ import functools
 import platform
 import resource
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxanchors
+from _timing import per_call
 from jaxanchors import presets
 
 try:
@@ -213,19 +213,6 @@ def copy_inputs(dst_boxes, dst_scores, raw_boxes, raw_scores):
 
 def nbytes(tree) -> int:
   return sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
-
-
-def per_call(fn, min_seconds: float) -> float:
-  """Seconds per call of ``fn``, averaged over enough calls to last ``min_seconds``."""
-  n = 1
-  while True:
-    t0 = time.perf_counter()
-    for _ in range(n):
-      fn()
-    t = time.perf_counter() - t0
-    if t >= min_seconds:
-      return t / n
-    n = max(n * 2, int(n * min_seconds / max(t, 1e-9)) + 1)
 
 
 def faults_per_call(fn, calls: int = 5) -> float:
