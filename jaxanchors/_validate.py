@@ -85,6 +85,17 @@ def as_enum(where: str, enum_type: type[E], value: Any) -> E:
   raise ValueError(f"{where} must be one of {names}, got {value!r}")
 
 
+def resolve_options(options: Any, cls: type, attr: str) -> Any:
+  """``options`` if it is a ``cls``, else its ``.attr`` (a preset carrying them)."""
+  if isinstance(options, cls):
+    return options
+  inner = getattr(options, attr, None)
+  if isinstance(inner, cls):
+    return inner
+  raise TypeError(f"options must be {cls.__name__} (or a preset carrying them as .{attr}), "
+                  f"got {type(options).__name__}")
+
+
 def set_field(obj: Any, name: str, value: Any) -> None:
   """Assigns a canonicalised value inside a frozen dataclass's __post_init__."""
   object.__setattr__(obj, name, value)

@@ -295,13 +295,7 @@ class AnchorLayer(NamedTuple):
 
 
 def _resolve(options: Any) -> AnchorOptions:
-  """Accepts AnchorOptions or anything carrying them as ``.anchors`` (a preset)."""
-  if isinstance(options, AnchorOptions):
-    return options
-  inner = getattr(options, "anchors", None)
-  if isinstance(inner, AnchorOptions):
-    return inner
-  raise TypeError(f"expected AnchorOptions (or a preset), got {type(options).__name__}")
+  return v.resolve_options(options, AnchorOptions, "anchors")
 
 
 def _grid(options: AnchorOptions, index: int) -> tuple[int, int]:

@@ -177,14 +177,7 @@ _trace_count = 0  # incremented on every trace of _nms_flat (tests check it)
 
 
 def _resolve(options: Any) -> NmsOptions:
-  """Accepts NmsOptions or anything carrying them as ``.nms`` (a preset)."""
-  if isinstance(options, NmsOptions):
-    return options
-  inner = getattr(options, "nms", None)
-  if isinstance(inner, NmsOptions):
-    return inner
-  raise TypeError(f"options must be NmsOptions (or a preset carrying them as .nms), "
-                  f"got {type(options).__name__}")
+  return v.resolve_options(options, NmsOptions, "nms")
 
 
 def _plan(n: int, weighted: bool) -> tuple[tuple[int, str], ...]:
