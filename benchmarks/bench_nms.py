@@ -375,7 +375,8 @@ def bench_design(reps: int):
   # Compaction: the (a) batch through buckets of P slots (timing only: buckets
   # below the largest frame's count would cut candidates).
   boxes, kps, scores, valid = map(jnp.asarray, blazeface_batch())
-  args = (boxes, kps, scores, valid, None, jnp.float32(0.3), jnp.float32(-1), jnp.int32(32))
+  args = (boxes, kps, scores, valid, *nms._bit_words(valid), jnp.float32(0.3), jnp.float32(-1),
+          jnp.int32(32))
   fns = {}
   for weighted in (True, False):
     kw = dict(kind=IOU, weighted=weighted, slots=32, blend_dtype=jnp.float32)
@@ -388,10 +389,9 @@ def bench_design(reps: int):
   for p in (256, 1024, 2048, 4096):
     bx, sc = random_boxes(p, seed=p)
     b, s, m = jnp.asarray(bx), jnp.asarray(sc), jnp.ones(p, bool)
-    zero = jnp.zeros((p, 1), jnp.float32)
     loop = jax.jit(lambda b, s, m: nms._loop_engine(
-        b, s, m, zero, jnp.float32(0.5), jnp.float32(-1), jnp.int32(100), kind=IOU,
-        weighted=False, slots=100)[0])
+        b[None], s[None], m[None], jnp.float32(0.5), jnp.float32(-1), jnp.int32(100), kind=IOU,
+        weighted=False, slots=100)[0][0])
     tiled = jax.jit(lambda b, s, m: nms._tiled_engine(
         b, s, m, jnp.float32(0.5), jnp.int32(100), kind=IOU, slots=100, tile=min(256, p)))
     assert np.array_equal(loop(b, s, m), tiled(b, s, m))

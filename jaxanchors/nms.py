@@ -188,104 +188,141 @@ def _plan(n: int, weighted: bool) -> tuple[tuple[int, str], ...]:
   return tuple((p, engine(p)) for p in sizes)
 
 
-def _cumsum_bool(mask: jax.Array, block: int = 64) -> jax.Array:
-  """Inclusive int32 prefix count of a bool ``[B, N]`` array, as two small matmuls.
+def _bit_words(member: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """32-slot words of a bool ``[B, N]`` mask: ``(words [B, W] uint32, counts [B, W] int32)``.
 
-  ``jnp.cumsum`` is a slow serial scan on XLA:CPU; counts below 2**24 are exact
-  in float32 whatever the summation order.
-  """
-  b, n = mask.shape
-  pad = (-n) % block
-  x = jnp.pad(mask.astype(jnp.float32), ((0, 0), (0, pad))).reshape(b, -1, block)
-  nb = x.shape[1]
-  upper = np.triu(np.ones((block, block), np.float32))
-  strict = np.triu(np.ones((nb, nb), np.float32), 1)
-  hi = lax.Precision.HIGHEST
-  inner = jnp.einsum("bkj,ji->bki", x, upper, precision=hi)
-  outer = jnp.einsum("bk,kl->bl", inner[..., -1], strict, precision=hi)
-  return (inner + outer[..., None]).reshape(b, -1)[:, :n].astype(jnp.int32)
-
-
-def _compact(member: jax.Array, size: int, cs: jax.Array | None = None) -> jax.Array:
-  """Slot indices ``[B, size]`` of the first ``size`` members of each row, in index order.
-
-  Rows with fewer members are padded with ``N`` (out of range). ``cs`` is
-  :func:`_cumsum_bool` of ``member`` when already at hand.
+  Bit ``k`` of word ``w`` is ``member[:, 32 * w + k]``; ``counts`` is the
+  inclusive prefix count of members over the words. One pass over the mask,
+  then ``[B, W]``-sized work only (``jnp.cumsum`` over ``N`` and scatters are
+  slow on XLA:CPU).
   """
   b, n = member.shape
-  cs = _cumsum_bool(member) if cs is None else cs
-  dest = jnp.where(member, cs - 1, size)  # size = dropped
-  out = jnp.full((b, size), n, jnp.int32)
-  return jax.vmap(lambda o, d: o.at[d].set(lax.iota(jnp.int32, n), mode="drop"))(out, dest)
+  m = jnp.pad(member, ((0, 0), (0, (-n) % 32))).reshape(b, -1, 32)
+  words = jnp.sum(m.astype(jnp.uint32) << lax.iota(jnp.uint32, 32), axis=-1, dtype=jnp.uint32)
+  return words, jnp.cumsum(lax.population_count(words).astype(jnp.int32), axis=1)
 
 
-def _loop_engine(boxes, scores, member, vals, thr, min_score, limit, *, kind, weighted, slots):
-  """One frame; one ``lax.while_loop`` step per emitted detection (spec §3.4, §3.5).
+def _compact(words: jax.Array, counts: jax.Array, n: int, size: int) -> jax.Array:
+  """Slot indices ``[B, size]`` of the first ``size`` members of each row, in slot order.
 
-  Each step takes the best remaining candidate ``t`` (first maximum, so ties go
-  to the lower slot) and removes what it suppresses (DEFAULT) or what it
-  absorbs (WEIGHTED; each absorbed candidate records the output slot that
-  absorbed it, and all weighted means are formed after the loop in one
-  segment sum). The loop ends when nothing remains, when the best remaining score
-  is below an active ``min_score`` (the §3.4/§3.5 break), at ``limit``
-  outputs, or at the WEIGHTED early stop. ``O(P)`` per step, ``O(P * outputs)``
-  in all; each step is a handful of fused XLA kernels.
-
-  Returns ``(slot, blended, blend_values)``: the emitting slot per output
-  (``-1`` unused), whether its values were blended, and the blended values
-  (WEIGHTED only).
+  Rows with fewer members are padded with ``n`` (out of range). Output ``j``
+  is the ``j``-th member: its word is the first one whose inclusive count
+  exceeds ``j``, its bit is found by a 5-step binary search on popcounts.
   """
-  p = boxes.shape[0]
-  key = jnp.where(member, scores, -jnp.inf)
-  iota = lax.iota(jnp.int32, p)
-  out_slot = lax.iota(jnp.int32, slots)
-  rects = _rects(boxes)  # per-box rectangle quantities, computed once
-  table = jnp.stack([a.astype(boxes.dtype) for a in rects], axis=-1)  # one gather per step
+  b, nw = words.shape
+  j = lax.broadcasted_iota(jnp.int32, (b, size), 1)
+  w = jnp.sum((counts[:, None, :] <= j[:, :, None]).astype(jnp.int32), axis=-1)
+  wc = jnp.minimum(w, nw - 1)
+  word = jnp.take_along_axis(words, wc, axis=1, mode="promise_in_bounds")
+  rank = j - (jnp.take_along_axis(counts, wc, axis=1, mode="promise_in_bounds")
+              - lax.population_count(word).astype(jnp.int32))
+  bit = jnp.zeros_like(j)
+  for half in (16, 8, 4, 2, 1):
+    low = lax.population_count((word >> bit.astype(jnp.uint32)) & jnp.uint32((1 << half) - 1))
+    up = rank >= low.astype(jnp.int32)
+    rank = jnp.where(up, rank - low.astype(jnp.int32), rank)
+    bit = jnp.where(up, bit + half, bit)
+  return jnp.where(w < nw, 32 * w + bit, n)
+
+
+def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted, slots):
+  """A batch of frames; one ``lax.while_loop`` step per emitted detection (spec §3.4, §3.5).
+
+  Each step takes, in every frame still emitting, the best remaining candidate
+  ``t`` (first maximum, so ties go to the lower slot), records it as the
+  frame's next output and removes what it suppresses (DEFAULT) or absorbs
+  (WEIGHTED; each absorbed candidate records the step that absorbed it, so all
+  weighted means can be formed after the loop in one segment sum). A frame
+  stops when nothing remains, when its best remaining score is below an active
+  ``min_score`` (the §3.4/§3.5 break) or at the WEIGHTED early stop; the loop
+  ends when every frame has stopped or ``limit`` outputs are out. ``O(B * P)``
+  per step, ``O(B * P * outputs)`` in all.
+
+  The frames are stepped together by hand rather than by ``vmap``: the body is
+  then a handful of fused XLA kernels, and XLA:CPU runs a loop body of few
+  kernels inline, without handing work between threads at every step.
+
+  Returns ``(slot [B, slots], step [B, P])``: the emitting slot of every output
+  (``-1`` unused) and, WEIGHTED only, the step that absorbed each candidate
+  (``-1`` none; ``None`` for DEFAULT).
+  """
+  b, p = scores.shape
+  # The candidates' rectangles, computed once into one array (each array
+  # computed outside the loop is one more kernel per call; iotas and keys are
+  # recomputed inside the body, where they fuse into its kernels for free).
+  rects = jnp.stack([a.astype(boxes.dtype) for a in _rects(boxes)])  # [6, B, P]
+  r = _Rects(*(rects[i] for i in range(5)), rects[5] > 0)
+  if weighted:
+    # Whether each candidate would be its own member (the §3.5 early stop),
+    # fetched with the top's box instead of computed in the loop.
+    selfm = (_overlap_rects(r, r, kind) > thr).astype(boxes.dtype)
+    table = jnp.concatenate([boxes, selfm[..., None]], axis=-1)
+  else:
+    table = boxes
   active = min_score > 0
 
   def best(live):
-    m = jnp.max(live)
-    return m, jnp.min(jnp.where(live == m, iota, p))
+    # Slot numbers as float32 make the first-maximum search two float
+    # reductions (an integer reduction takes two XLA:CPU kernels); exact
+    # below 2**24.
+    iota = lax.broadcasted_iota(jnp.float32 if p <= 2**24 else jnp.int32, (b, p), 1)
+    m = jnp.max(live, axis=1)
+    t = jnp.min(jnp.where(live == m[:, None], iota, p), axis=1)
+    return m, t.astype(jnp.int32)
 
-  def cond(c):
-    _, n, stop, m = c[:4]
-    return ~stop & (n < limit) & (m > -jnp.inf) & ~(active & (m < min_score))
+  def emitting(m):
+    return (m > -jnp.inf) & ~(active & (m < min_score))
 
-  def body(c):
-    # ``live``: the scores of the remaining candidates, -inf for the others.
-    live, n, stop, m, t, out_i, owner = c
-    row = table[t]
-    top = _Rects(*(row[i] for i in range(5)), row[5] > 0)
-    out_i = jnp.where(out_slot == n, t, out_i)
+  # The loop state is one array, so that each step updates it in one kernel:
+  # ``[B, P + slots + 1]``, columns ``[:P]`` per candidate, ``[P:P + slots]``
+  # the outputs (slot of each, -1 unused), ``[-1]`` the step count. DEFAULT's
+  # per-candidate columns are ``live`` (the remaining candidates' scores, -inf
+  # for the others; slots and count stored as floats, exact below 2**24);
+  # WEIGHTED's are ``step`` (the step that absorbed each candidate, -1 if none
+  # yet) and ``live`` is read from them. The best candidate is found at the
+  # start of each step rather than carried over. A loop body of so few kernels
+  # runs in one XLA:CPU thread (more kernels are spread over threads, and the
+  # handovers cost more than the work).
+  dtype = jnp.int32 if weighted else scores.dtype
+
+  def live_of(state):
+    cand = state[:, :p]
     if weighted:
-      hit = (live > -jnp.inf) & (_overlap_rects(rects, top, kind) > thr)  # overlap(other, top)
-      owner = jnp.where(hit, n, owner)
-      # The top is its own member exactly when anything is (threshold < 1 and
-      # positive area, or threshold < 0): the §3.5 early-stop test, as a scalar.
-      stop = ~(_overlap_rects(top, top, kind) > thr)
-    else:
-      hit = (_overlap_rects(top, rects, kind) > thr) | (iota == t)  # overlap(kept, candidate)
-    live = jnp.where(hit, -jnp.inf, live)
-    m, t = best(live)
-    return live, n + 1, stop, m, t, out_i, owner
+      return jnp.where(member & (cand < 0), scores, -jnp.inf)
+    return cand
 
-  m0, t0 = best(key)
-  init = (key, jnp.int32(0), jnp.bool_(False), m0, t0, jnp.full((slots,), -1, jnp.int32),
-          jnp.full((p,), -1, jnp.int32))
-  out = lax.while_loop(cond, body, init)
-  out_i, owner = out[5], out[6]
-  if not weighted:
-    return out_i, jnp.zeros((slots,), bool), jnp.zeros((slots, vals.shape[-1] - 1), vals.dtype)
-  # Weighted sums of every output at once, as one segment sum (scatter-add):
-  # sums[l] = sum over p with owner_p == l of score_p * vals_p. Whatever a
-  # candidate holds (a NaN keypoint, say) reaches only the output absorbing it;
-  # non-members go to slot ``slots``, which is dropped.
-  dest = jnp.where(owner >= 0, owner, slots)
-  contrib = scores.astype(vals.dtype)[:, None] * vals
-  sums = jnp.zeros((slots, vals.shape[-1]), vals.dtype).at[dest].add(contrib, mode="drop")
-  means = sums[:, 1:] / sums[:, :1]
-  blended = (out_i >= 0) & (owner[jnp.maximum(out_i, 0)] == out_slot)
-  return out_i, blended, means
+  def cond(state):
+    n = state[0, p + slots].astype(jnp.int32)
+    return (n < limit) & jnp.any(emitting(jnp.max(live_of(state), axis=1)))
+
+  def body(state):
+    n = state[:, p + slots:].astype(jnp.int32)  # [B, 1], equal entries
+    live = live_of(state)
+    m, t = best(live)
+    go = emitting(m)[:, None]
+    t = t[:, None]
+    row = jnp.take_along_axis(table, t[:, :, None], axis=1, mode="promise_in_bounds")[:, 0]
+    top = _rects(row[:, None, :4])
+    r = _Rects(*(rects[i] for i in range(5)), rects[5] > 0)
+    is_top = go & (lax.broadcasted_iota(jnp.int32, (b, p), 1) == t)
+    if weighted:
+      hit = go & (_overlap_rects(r, top, kind) > thr)  # overlap(other, top)
+      # The top is its own member exactly when anything is (threshold < 1 and
+      # positive area, or threshold < 0); if not, §3.5 stops the frame here.
+      stop = go & ~(row[:, 4:5] > 0)
+      cand = jnp.where((hit | is_top | stop) & (live > -jnp.inf), n, state[:, :p])
+    else:
+      hit = go & (_overlap_rects(top, r, kind) > thr)  # overlap(kept, candidate)
+      cand = jnp.where(hit | is_top, -jnp.inf, live)
+    col = lax.broadcasted_iota(jnp.int32, (b, slots), 1)
+    outs = jnp.where((col == n) & go, t, state[:, p:p + slots].astype(jnp.int32))
+    return jnp.concatenate([cand, outs.astype(dtype), (n + 1).astype(dtype)], axis=1)
+
+  cand = jnp.full((b, p), -1, jnp.int32) if weighted else jnp.where(member, scores, -jnp.inf)
+  init = jnp.concatenate([cand, jnp.full((b, slots), -1, dtype), jnp.zeros((b, 1), dtype)], 1)
+  state = lax.while_loop(cond, body, init)
+  step, out = state[:, :p], state[:, p:p + slots].astype(jnp.int32)
+  return out, (step if weighted else None)
 
 
 def _greedy_in_tile(alive: jax.Array, suppresses: jax.Array) -> jax.Array:
@@ -370,7 +407,7 @@ def _tiled_engine(boxes, scores, member, thr, limit, *, kind, slots, tile):
 def _blend_values(boxes: jax.Array, keypoints: jax.Array, dtype: Any) -> jax.Array:
   """``[..., 1 + 4 + 2K]`` rows ``[1, xmin, ymin, xmin + width, ymin + height, kp...]``.
 
-  The leading 1 makes the score sum come out of the same dot product; xmax and
+  The leading 1 makes the score sum come out of the same segment sum; xmax and
   ymax are rebuilt from MediaPipe's float32 width and height (§3.5).
   """
   x, y = boxes[..., 0], boxes[..., 1]
@@ -382,44 +419,63 @@ def _blend_values(boxes: jax.Array, keypoints: jax.Array, dtype: Any) -> jax.Arr
 
 
 def _take(a: jax.Array, idx: jax.Array) -> jax.Array:
-  """``a[b, idx[b, j], ...]`` for ``a [B, N, ...]`` and ``idx [B, M]``."""
-  return jnp.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - 2)), axis=1)
+  """``a[b, idx[b, j], ...]`` for ``a [B, N, ...]`` and in-range ``idx [B, M]``."""
+  return jnp.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - 2)), axis=1,
+                             mode="promise_in_bounds")
 
 
-def _run_bucket(size, engine, boxes, keypoints, scores, member, cs, thr, min_score, limit, *,
-                kind, weighted, slots, blend_dtype):
-  """Compacts every row to its first ``size`` candidates (unless ``size`` is all
-  slots) and runs one engine; returns ``(slot, blended, blend_values)`` per output.
-  ``cs`` is the prefix count of ``member`` (or None)."""
-  n = boxes.shape[1]
+def _run_bucket(size, engine, boxes, keypoints, scores, member, words, counts, thr, min_score,
+                limit, *, kind, weighted, slots, blend_dtype):
+  """NMS of every row through one engine, after compacting the rows to their
+  first ``size`` candidates (unless ``size`` is all ``N`` slots).
+
+  ``member`` marks the candidates except for the box check (done here, on the
+  compacted boxes); ``words``/``counts`` are its :func:`_bit_words`. Returns
+  ``(boxes, keypoints, scores, slot)`` per output, WEIGHTED values blended;
+  ``slot`` is ``-1`` for unused outputs, whose other values are arbitrary.
+  """
+  b, n = scores.shape
   src = None
   if size < n:
-    src = _compact(member, size, cs)
+    src = _compact(words, counts, n, size)
     member = src < n  # compaction keeps candidates only
-    safe = jnp.minimum(src, n - 1)
-    boxes, scores = _take(boxes, safe), _take(scores, safe)
+    at = jnp.minimum(src, n - 1)
+    boxes, scores = _take(boxes, at), _take(scores, at)
     if weighted:
-      keypoints = _take(keypoints, safe)
-  d = 4 + 2 * keypoints.shape[2]
+      keypoints = _take(keypoints, at)
+  member = member & jnp.all(jnp.isfinite(boxes), axis=-1)
   if engine == "tiled":
     tile = min(_TILE_SMALL if slots <= _TILE_SMALL else _TILE, size)
-    out_i = jax.vmap(functools.partial(_tiled_engine, kind=kind, slots=slots, tile=tile),
-                     in_axes=(0, 0, 0, None, None))(boxes, scores, member, thr, limit)
-    out_b = jnp.zeros(out_i.shape, bool)
-    out_v = jnp.zeros(out_i.shape + (d,), blend_dtype)
+    pos = jax.vmap(functools.partial(_tiled_engine, kind=kind, slots=slots, tile=tile),
+                   in_axes=(0, 0, 0, None, None))(boxes, scores, member, thr, limit)
   else:
-    if weighted:
-      vals = _blend_values(boxes, keypoints, blend_dtype)
-    else:
-      vals = jnp.zeros(boxes.shape[:2] + (1,), blend_dtype)
-    fn = functools.partial(_loop_engine, kind=kind, weighted=weighted, slots=slots)
-    out_i, out_b, out_v = jax.vmap(fn, in_axes=(0, 0, 0, 0, None, None, None))(
-        boxes, scores, member, vals, thr, min_score, limit)
-    if not weighted:
-      out_v = jnp.zeros(out_i.shape + (d,), blend_dtype)
-  if src is not None:
-    out_i = jnp.where(out_i >= 0, _take(src, jnp.maximum(out_i, 0)), -1)
-  return out_i, out_b, out_v
+    pos, step = _loop_engine(boxes, scores, member, thr, min_score, limit, kind=kind,
+                             weighted=weighted, slots=slots)
+  ok = pos >= 0
+  at = jnp.maximum(pos, 0)
+  out_boxes, out_scores = _take(boxes, at), _take(scores, at)
+  out_i = jnp.where(ok, at if src is None else _take(src, at), -1)
+  if not weighted:
+    return out_boxes, _take(keypoints, jnp.maximum(out_i, 0)), out_scores, out_i
+  # Weighted sums of every output at once, as one segment sum (scatter-add):
+  # sums[l] = sum over p with step_p == l of score_p * values_p. Whatever a
+  # candidate holds (a NaN keypoint, say) reaches only the output absorbing it;
+  # candidates absorbed by none go to the dropped row ``b * slots``.
+  vals = scores.astype(blend_dtype)[..., None] * _blend_values(boxes, keypoints, blend_dtype)
+  row = lax.broadcasted_iota(jnp.int32, step.shape, 0)
+  seg = jnp.where(step >= 0, row * slots + step, b * slots).reshape(-1)
+  d = vals.shape[-1]
+  sums = jnp.zeros((b * slots, d), blend_dtype).at[seg].add(vals.reshape(-1, d), mode="drop")
+  sums = sums.reshape(b, slots, d)
+  means = sums[..., 1:] / sums[..., :1]
+  out_kps = _take(keypoints, at)
+  # Blended exactly when the top is its own member (else §3.5 emits it as is).
+  r = _rects(out_boxes)
+  blended = ok & (_overlap_rects(r, r, kind) > thr)
+  out_boxes = jnp.where(blended[..., None], means[..., :4].astype(out_boxes.dtype), out_boxes)
+  out_kps = jnp.where(blended[..., None, None],
+                      means[..., 4:].reshape(out_kps.shape).astype(out_kps.dtype), out_kps)
+  return out_boxes, out_kps, out_scores, out_i
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "weighted", "slots", "top_k"))
@@ -436,7 +492,8 @@ def _nms_flat(boxes, keypoints, scores, classes, valid, thr, min_score, max_num,
   thr = thr.astype(boxes.dtype)
   min_score = min_score.astype(scores.dtype)
 
-  member = valid & jnp.isfinite(scores) & jnp.all(jnp.isfinite(boxes), axis=-1)
+  # Candidates, except that boxes are checked after compaction (fewer to read).
+  member = valid & jnp.isfinite(scores)
   if weighted:
     limit = jnp.int32(slots)  # WEIGHTED ignores max_num_detections (§3.5).
   else:
@@ -446,42 +503,34 @@ def _nms_flat(boxes, keypoints, scores, classes, valid, thr, min_score, max_num,
     limit = jnp.where(max_num > 0, jnp.minimum(max_num, slots), slots)
 
   src = None
+  sel_boxes, sel_kps, sel_scores = boxes, keypoints, scores
   if top_k is not None and top_k < n:
+    member = member & jnp.all(jnp.isfinite(boxes), axis=-1)
     key = jnp.where(member, scores, -jnp.inf)
     key = jnp.where(key == 0, jnp.zeros_like(key), key)  # top_k would rank -0.0 below 0.0
     kv, src = lax.top_k(key, top_k)
-    sel = Detections(_take(boxes, src), _take(keypoints, src), _take(scores, src),
-                     _take(classes, src), kv > -jnp.inf)
-  else:
-    sel = Detections(boxes, keypoints, scores, classes, member)
+    sel_boxes, sel_kps, sel_scores = _take(boxes, src), _take(keypoints, src), _take(scores, src)
+    member = kv > -jnp.inf
 
-  plan = _plan(sel.scores.shape[1], weighted)
+  words, counts = _bit_words(member)
+  plan = _plan(sel_scores.shape[1], weighted)
   branches = [functools.partial(_run_bucket, size, engine, kind=kind, weighted=weighted,
                                 slots=slots, blend_dtype=blend_dtype)
               for size, engine in plan]
+  operands = (sel_boxes, sel_kps, sel_scores, member, words, counts, thr, min_score, limit)
   if len(branches) == 1:
-    out_i, out_b, out_v = branches[0](sel.boxes, sel.keypoints, sel.scores, sel.valid, None,
-                                      thr, min_score, limit)
+    out_boxes, out_kps, out_scores, out_i = branches[0](*operands)
   else:
     # The smallest bucket holding every frame's candidates (one choice per batch).
-    cs = _cumsum_bool(sel.valid)
-    most = jnp.max(cs[:, -1])
+    most = jnp.max(counts[:, -1])
     which = jnp.sum(most > jnp.asarray([size for size, _ in plan[:-1]], jnp.int32))
-    out_i, out_b, out_v = lax.switch(which, branches, sel.boxes, sel.keypoints, sel.scores,
-                                     sel.valid, cs, thr, min_score, limit)
+    out_boxes, out_kps, out_scores, out_i = lax.switch(which, branches, *operands)
   if src is not None:
     out_i = jnp.where(out_i >= 0, _take(src, jnp.maximum(out_i, 0)), -1)
 
   ok = out_i >= 0
-  safe = jnp.maximum(out_i, 0)
-  out_boxes, out_kps = _take(boxes, safe), _take(keypoints, safe)
-  if weighted:
-    blended = out_b[..., None]
-    out_boxes = jnp.where(blended, out_v[..., :4].astype(boxes.dtype), out_boxes)
-    out_kps = jnp.where(blended[..., None],
-                        out_v[..., 4:].reshape(out_kps.shape).astype(keypoints.dtype), out_kps)
-  out = Detections(out_boxes, out_kps, _take(scores, safe), _take(classes, safe).astype(jnp.int32),
-                   ok)
+  out = Detections(out_boxes, out_kps, out_scores,
+                   _take(classes, jnp.maximum(out_i, 0)).astype(jnp.int32), ok)
   # Unused slots are zero-filled (never NaN from an ignored input).
   out = Detections(*(jnp.where(ok.reshape(ok.shape + (1,) * (a.ndim - 2)), a, jnp.zeros_like(a))
                      for a in out[:4]), ok)
