@@ -375,8 +375,8 @@ def bench_design(reps: int):
   # Compaction: the (a) batch through buckets of P slots (timing only: buckets
   # below the largest frame's count would cut candidates).
   boxes, kps, scores, valid = map(jnp.asarray, blazeface_batch())
-  args = (boxes, kps, scores, valid, *nms._bit_words(valid), jnp.float32(0.3), jnp.float32(-1),
-          jnp.int32(32))
+  args = (boxes, kps, scores, jnp.zeros(scores.shape, jnp.int32), valid, *nms._bit_words(valid),
+          jnp.float32(0.3), jnp.float32(-1), jnp.int32(32))
   fns = {}
   for weighted in (True, False):
     kw = dict(kind=IOU, weighted=weighted, slots=32, blend_dtype=jnp.float32)

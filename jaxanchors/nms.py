@@ -172,6 +172,15 @@ _TILED_MIN = 1024
 _TILE_SMALL, _TILE = 128, 256
 # Kept boxes are compared with a new tile in chunks of this many.
 _KEPT_CHUNK = 256
+# Prefix counts over at most this many 32-slot words (N <= 8192) are one
+# matmul with a triangular constant, longer ones a cumsum.
+_DOT_CUMSUM_MAX = 256
+# Compaction finds each output's word by comparing with all word counts up to
+# this many words (N <= 2048), by binary search beyond.
+_COUNT_WORDS_MAX = 64
+# The loop engine keeps slot numbers in float32 (exact below 2**24) where that
+# saves kernels, and in int32 beyond.
+_FLOAT_SLOTS_MAX = 2**24
 
 _trace_count = 0  # incremented on every trace of _nms_flat (tests check it)
 
@@ -199,7 +208,15 @@ def _bit_words(member: jax.Array) -> tuple[jax.Array, jax.Array]:
   b, n = member.shape
   m = jnp.pad(member, ((0, 0), (0, (-n) % 32))).reshape(b, -1, 32)
   words = jnp.sum(m.astype(jnp.uint32) << lax.iota(jnp.uint32, 32), axis=-1, dtype=jnp.uint32)
-  return words, jnp.cumsum(lax.population_count(words).astype(jnp.int32), axis=1)
+  pc = lax.population_count(words).astype(jnp.int32)
+  nw = words.shape[1]
+  if nw > _DOT_CUMSUM_MAX:
+    return words, jnp.cumsum(pc, axis=1)
+  # A short prefix sum as one small matmul (``jnp.cumsum`` is several XLA:CPU
+  # kernels); float32 is exact for these integer counts (< 2**24).
+  counts = jnp.dot(pc.astype(jnp.float32), np.triu(np.ones((nw, nw), np.float32)),
+                   precision=lax.Precision.HIGHEST)
+  return words, counts.astype(jnp.int32)
 
 
 def _compact(words: jax.Array, counts: jax.Array, n: int, size: int) -> jax.Array:
@@ -208,10 +225,22 @@ def _compact(words: jax.Array, counts: jax.Array, n: int, size: int) -> jax.Arra
   Rows with fewer members are padded with ``n`` (out of range). Output ``j``
   is the ``j``-th member: its word is the first one whose inclusive count
   exceeds ``j``, its bit is found by a 5-step binary search on popcounts.
+  ``O(size * min(W, 3 log W))`` per row.
   """
   b, nw = words.shape
   j = lax.broadcasted_iota(jnp.int32, (b, size), 1)
-  w = jnp.sum((counts[:, None, :] <= j[:, :, None]).astype(jnp.int32), axis=-1)
+  # w = the number of words whose inclusive count is <= j: counted directly
+  # over a few words, binary-searched over many.
+  if nw <= _COUNT_WORDS_MAX:
+    w = jnp.sum((counts[:, None, :] <= j[:, :, None]).astype(jnp.int32), axis=-1)
+  else:
+    lo, hi = jnp.zeros_like(j), jnp.full_like(j, nw)
+    for _ in range(nw.bit_length()):
+      mid = (lo + hi) // 2
+      c = jnp.take_along_axis(counts, jnp.minimum(mid, nw - 1), axis=1, mode="promise_in_bounds")
+      right = (mid < nw) & (c <= j)
+      lo, hi = jnp.where(right, mid + 1, lo), jnp.where(right, hi, mid)
+    w = lo
   wc = jnp.minimum(w, nw - 1)
   word = jnp.take_along_axis(words, wc, axis=1, mode="promise_in_bounds")
   rank = j - (jnp.take_along_axis(counts, wc, axis=1, mode="promise_in_bounds")
@@ -263,9 +292,8 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
 
   def best(live):
     # Slot numbers as float32 make the first-maximum search two float
-    # reductions (an integer reduction takes two XLA:CPU kernels); exact
-    # below 2**24.
-    iota = lax.broadcasted_iota(jnp.float32 if p <= 2**24 else jnp.int32, (b, p), 1)
+    # reductions (an integer reduction takes two XLA:CPU kernels).
+    iota = lax.broadcasted_iota(jnp.float32 if p < _FLOAT_SLOTS_MAX else jnp.int32, (b, p), 1)
     m = jnp.max(live, axis=1)
     t = jnp.min(jnp.where(live == m[:, None], iota, p), axis=1)
     return m, t.astype(jnp.int32)
@@ -283,11 +311,14 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
   # start of each step rather than carried over. A loop body of so few kernels
   # runs in one XLA:CPU thread (more kernels are spread over threads, and the
   # handovers cost more than the work).
-  dtype = jnp.int32 if weighted else scores.dtype
+  # A float state holds slot numbers exactly below 2**24; a narrower score
+  # dtype is widened (exactly, keeping order and ties).
+  by_step = weighted or p + slots >= _FLOAT_SLOTS_MAX
+  dtype = jnp.int32 if by_step else jnp.promote_types(scores.dtype, jnp.float32)
 
   def live_of(state):
     cand = state[:, :p]
-    if weighted:
+    if by_step:
       return jnp.where(member & (cand < 0), scores, -jnp.inf)
     return cand
 
@@ -309,16 +340,21 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
       hit = go & (_overlap_rects(r, top, kind) > thr)  # overlap(other, top)
       # The top is its own member exactly when anything is (threshold < 1 and
       # positive area, or threshold < 0); if not, §3.5 stops the frame here.
-      stop = go & ~(row[:, 4:5] > 0)
-      cand = jnp.where((hit | is_top | stop) & (live > -jnp.inf), n, state[:, :p])
+      remove = hit | is_top | (go & ~(row[:, 4:5] > 0))
     else:
-      hit = go & (_overlap_rects(top, r, kind) > thr)  # overlap(kept, candidate)
-      cand = jnp.where(hit | is_top, -jnp.inf, live)
+      remove = is_top | (go & (_overlap_rects(top, r, kind) > thr))  # overlap(kept, other)
+    if by_step:
+      cand = jnp.where(remove & (live > -jnp.inf), n, state[:, :p])
+    else:
+      cand = jnp.where(remove, -jnp.inf, live)
     col = lax.broadcasted_iota(jnp.int32, (b, slots), 1)
     outs = jnp.where((col == n) & go, t, state[:, p:p + slots].astype(jnp.int32))
     return jnp.concatenate([cand, outs.astype(dtype), (n + 1).astype(dtype)], axis=1)
 
-  cand = jnp.full((b, p), -1, jnp.int32) if weighted else jnp.where(member, scores, -jnp.inf)
+  if by_step:
+    cand = jnp.full((b, p), -1, jnp.int32)
+  else:
+    cand = jnp.where(member, scores.astype(dtype), -jnp.inf)
   init = jnp.concatenate([cand, jnp.full((b, slots), -1, dtype), jnp.zeros((b, 1), dtype)], 1)
   state = lax.while_loop(cond, body, init)
   step, out = state[:, :p], state[:, p:p + slots].astype(jnp.int32)
@@ -424,18 +460,30 @@ def _take(a: jax.Array, idx: jax.Array) -> jax.Array:
                              mode="promise_in_bounds")
 
 
-def _run_bucket(size, engine, boxes, keypoints, scores, member, words, counts, thr, min_score,
-                limit, *, kind, weighted, slots, blend_dtype):
+def _candidates(valid, scores, min_score, weighted):
+  """The candidates, except for the box check: valid, finite score and, for
+  DEFAULT, not below an active ``min_score`` (DEFAULT breaks at the first such
+  score, so those are never retained and never suppress anything)."""
+  member = valid & jnp.isfinite(scores)
+  if not weighted:
+    member = member & ~((min_score > 0) & (scores < min_score))
+  return member
+
+
+def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, counts, thr,
+                min_score, limit, *, kind, weighted, slots, blend_dtype):
   """NMS of every row through one engine, after compacting the rows to their
   first ``size`` candidates (unless ``size`` is all ``N`` slots).
 
   ``member`` marks the candidates except for the box check (done here, on the
   compacted boxes); ``words``/``counts`` are its :func:`_bit_words`. Returns
-  ``(boxes, keypoints, scores, slot)`` per output, WEIGHTED values blended;
-  ``slot`` is ``-1`` for unused outputs, whose other values are arbitrary.
+  the output :class:`Detections` (WEIGHTED values blended, unused slots
+  zero-filled) and the input slot of every output (``-1`` unused).
   """
   b, n = scores.shape
   src = None
+  member = None
+  in_kps = keypoints
   if size < n:
     src = _compact(words, counts, n, size)
     member = src < n  # compaction keeps candidates only
@@ -443,6 +491,8 @@ def _run_bucket(size, engine, boxes, keypoints, scores, member, words, counts, t
     boxes, scores = _take(boxes, at), _take(scores, at)
     if weighted:
       keypoints = _take(keypoints, at)
+  else:
+    member = _candidates(valid, scores, min_score, weighted)
   member = member & jnp.all(jnp.isfinite(boxes), axis=-1)
   if engine == "tiled":
     tile = min(_TILE_SMALL if slots <= _TILE_SMALL else _TILE, size)
@@ -456,7 +506,7 @@ def _run_bucket(size, engine, boxes, keypoints, scores, member, words, counts, t
   out_boxes, out_scores = _take(boxes, at), _take(scores, at)
   out_i = jnp.where(ok, at if src is None else _take(src, at), -1)
   if not weighted:
-    return out_boxes, _take(keypoints, jnp.maximum(out_i, 0)), out_scores, out_i
+    return _finish(out_boxes, _take(keypoints, jnp.maximum(out_i, 0)), out_scores, classes, out_i)
   # Weighted sums of every output at once, as one segment sum (scatter-add):
   # sums[l] = sum over p with step_p == l of score_p * values_p. Whatever a
   # candidate holds (a NaN keypoint, say) reaches only the output absorbing it;
@@ -468,14 +518,25 @@ def _run_bucket(size, engine, boxes, keypoints, scores, member, words, counts, t
   sums = jnp.zeros((b * slots, d), blend_dtype).at[seg].add(vals.reshape(-1, d), mode="drop")
   sums = sums.reshape(b, slots, d)
   means = sums[..., 1:] / sums[..., :1]
-  out_kps = _take(keypoints, at)
+  # From the input (not the compacted keypoints): the compacted ones then feed
+  # the segment sum only, and XLA fuses their gather into it.
+  out_kps = _take(in_kps, jnp.maximum(out_i, 0))
   # Blended exactly when the top is its own member (else §3.5 emits it as is).
   r = _rects(out_boxes)
   blended = ok & (_overlap_rects(r, r, kind) > thr)
   out_boxes = jnp.where(blended[..., None], means[..., :4].astype(out_boxes.dtype), out_boxes)
   out_kps = jnp.where(blended[..., None, None],
                       means[..., 4:].reshape(out_kps.shape).astype(out_kps.dtype), out_kps)
-  return out_boxes, out_kps, out_scores, out_i
+  return _finish(out_boxes, out_kps, out_scores, classes, out_i)
+
+
+def _finish(boxes, keypoints, scores, classes, slot):
+  """Output :class:`Detections` with the classes gathered and unused slots
+  zero-filled (never NaN from an ignored input), and ``slot``."""
+  ok = slot >= 0
+  out = (boxes, keypoints, scores, _take(classes, jnp.maximum(slot, 0)).astype(jnp.int32))
+  out = (jnp.where(ok.reshape(ok.shape + (1,) * (a.ndim - 2)), a, jnp.zeros_like(a)) for a in out)
+  return Detections(*out, ok), slot
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "weighted", "slots", "top_k"))
@@ -492,48 +553,40 @@ def _nms_flat(boxes, keypoints, scores, classes, valid, thr, min_score, max_num,
   thr = thr.astype(boxes.dtype)
   min_score = min_score.astype(scores.dtype)
 
-  # Candidates, except that boxes are checked after compaction (fewer to read).
-  member = valid & jnp.isfinite(scores)
   if weighted:
     limit = jnp.int32(slots)  # WEIGHTED ignores max_num_detections (§3.5).
   else:
-    # DEFAULT breaks at the first score below an active min_score_threshold, so
-    # those candidates are never retained and never suppress anything.
-    member = member & ~((min_score > 0) & (scores < min_score))
     limit = jnp.where(max_num > 0, jnp.minimum(max_num, slots), slots)
 
   src = None
-  sel_boxes, sel_kps, sel_scores = boxes, keypoints, scores
+  sel = (boxes, keypoints, scores, classes, valid)
   if top_k is not None and top_k < n:
+    member = _candidates(valid, scores, min_score, weighted)
     member = member & jnp.all(jnp.isfinite(boxes), axis=-1)
     key = jnp.where(member, scores, -jnp.inf)
     key = jnp.where(key == 0, jnp.zeros_like(key), key)  # top_k would rank -0.0 below 0.0
     kv, src = lax.top_k(key, top_k)
-    sel_boxes, sel_kps, sel_scores = _take(boxes, src), _take(keypoints, src), _take(scores, src)
-    member = kv > -jnp.inf
+    sel = (*(_take(a, src) for a in sel[:4]), kv > -jnp.inf)
 
-  words, counts = _bit_words(member)
-  plan = _plan(sel_scores.shape[1], weighted)
+  # Candidates are counted (and compacted in the branches) before their boxes
+  # are checked, which is done on the compacted boxes only. ``_candidates`` is
+  # recomputed where needed rather than passed around: a mask computed once
+  # would be one more kernel.
+  words, counts = _bit_words(_candidates(sel[4], sel[2], min_score, weighted))
+  plan = _plan(n if src is None else top_k, weighted)
   branches = [functools.partial(_run_bucket, size, engine, kind=kind, weighted=weighted,
                                 slots=slots, blend_dtype=blend_dtype)
               for size, engine in plan]
-  operands = (sel_boxes, sel_kps, sel_scores, member, words, counts, thr, min_score, limit)
+  operands = (*sel, words, counts, thr, min_score, limit)
   if len(branches) == 1:
-    out_boxes, out_kps, out_scores, out_i = branches[0](*operands)
+    out, out_i = branches[0](*operands)
   else:
     # The smallest bucket holding every frame's candidates (one choice per batch).
     most = jnp.max(counts[:, -1])
     which = jnp.sum(most > jnp.asarray([size for size, _ in plan[:-1]], jnp.int32))
-    out_boxes, out_kps, out_scores, out_i = lax.switch(which, branches, *operands)
+    out, out_i = lax.switch(which, branches, *operands)
   if src is not None:
     out_i = jnp.where(out_i >= 0, _take(src, jnp.maximum(out_i, 0)), -1)
-
-  ok = out_i >= 0
-  out = Detections(out_boxes, out_kps, out_scores,
-                   _take(classes, jnp.maximum(out_i, 0)).astype(jnp.int32), ok)
-  # Unused slots are zero-filled (never NaN from an ignored input).
-  out = Detections(*(jnp.where(ok.reshape(ok.shape + (1,) * (a.ndim - 2)), a, jnp.zeros_like(a))
-                     for a in out[:4]), ok)
   unflat = lambda a: a.reshape(batch + a.shape[1:])  # noqa: E731
   return Detections(*(unflat(a) for a in out)), unflat(out_i)
 

@@ -639,3 +639,43 @@ def test_public_surface():
   for obj in (NmsOptions, NmsAlgorithm, nms):
     assert obj.__doc__
   assert [a.value for a in NmsAlgorithm] == [0, 1]
+
+
+@pytest.mark.parametrize("alg", ["DEFAULT", "WEIGHTED"])
+def test_low_precision_scores_keep_order_ties_and_slots(alg):
+  """bfloat16 scores (exact integers only up to 256) over 600 slots, many tied."""
+  rng = np.random.default_rng(11)
+  d = _scene(rng, 600, 520, k=1)
+  o = NmsOptions(min_suppression_threshold=0.3, overlap_type=IOU, algorithm=alg)
+  low = Detections(d.boxes, d.keypoints, jnp.asarray(d.scores, jnp.bfloat16), d.classes, d.valid)
+  as_f32 = Detections(d.boxes, d.keypoints, np.asarray(low.scores, F32), d.classes, d.valid)
+  ref = _reference(as_f32, o, 300)
+  assert len(ref) > 40 and len(set(r["score"] for r in ref)) < len(ref)  # ties among outputs
+  out, idx = _numpy(non_max_suppression(low, o, max_detections=300, return_indices=True))
+  m = len(ref)
+  assert out.scores.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(idx, [r["anchor_index"] for r in ref] + [-1] * (300 - m))
+  np.testing.assert_array_equal(out.scores[:m].astype(F32), [r["score"] for r in ref])
+
+
+@pytest.mark.parametrize("alg", ["DEFAULT", "WEIGHTED"])
+def test_integer_slot_paths(alg, monkeypatch):
+  """The int32 slot bookkeeping used past 2**24 slots, forced on a small case."""
+  monkeypatch.setattr(nms, "_FLOAT_SLOTS_MAX", 0)
+  rng = np.random.default_rng(12)
+  cases = [_scene(rng, 77, 60, k=2, spread=0.5) for _ in range(2)]  # a shape no other test uses
+  o = NmsOptions(min_suppression_threshold=0.35, overlap_type=IOU, algorithm=alg)
+  for c in cases:
+    out, idx = non_max_suppression(c, o, max_detections=20, return_indices=True)
+    _assert_matches(out, idx, _reference(c, o, 20), c, o, 20)
+
+
+@pytest.mark.parametrize("alg", ["DEFAULT", "WEIGHTED"])
+def test_long_rows_compact_to_the_largest_bucket(alg):
+  """9000 slots (282 words: cumsum prefix counts) with 1100 candidates: the 4096 bucket."""
+  assert 9000 // 32 > nms._DOT_CUMSUM_MAX
+  rng = np.random.default_rng(13)
+  d = _scene(rng, 9000, 1100, k=0, spread=1.0)
+  o = NmsOptions(min_suppression_threshold=0.5, overlap_type=IOU, algorithm=alg)
+  out, idx = non_max_suppression(d, o, max_detections=400, return_indices=True)
+  _assert_matches(out, idx, _reference(d, o, 400), d, o, 400)
