@@ -162,10 +162,10 @@ class NmsOptions:
 _BUCKETS = (32, 64, 128, 256, 512, 1024, 4096)
 # DEFAULT on more slots than this runs tile by tile (else one while-loop step
 # per retained detection over all slots). Single frames would gain from tiles
-# from ~512 slots (1024 random boxes, keep 100: loop 0.21 ms, tiles 0.14 ms),
-# but a batch pays batched top_k per tile and gains nothing when few boxes are
-# kept (64 frames x 1024, four clusters: loop 0.8 ms, tiles 42 ms), so the
-# loop keeps every bucket up to 1024.
+# from ~512 slots (1024 random boxes, keep 100: loop 0.34 ms, tiles 0.16 ms),
+# but a batch pays batched top_k per tile (64 frames x 1024 slots in four
+# clusters, keep <= 100: loop 7.9 ms, tiles 25 ms), so the loop keeps every
+# bucket up to 1024.
 _TILED_MIN = 1024
 # Tile size of the tiled DEFAULT NMS: 128 when at most 128 boxes are kept,
 # else 256 (20,000 boxes: keep 100 fastest with 128, keep 1000 with 256).
@@ -475,8 +475,8 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
   """NMS of every row through one engine, after compacting the rows to their
   first ``size`` candidates (unless ``size`` is all ``N`` slots).
 
-  ``member`` marks the candidates except for the box check (done here, on the
-  compacted boxes); ``words``/``counts`` are its :func:`_bit_words`. Returns
+  ``words``/``counts`` are the :func:`_bit_words` of the candidates before
+  the box check, which is done here, on the compacted boxes. Returns
   the output :class:`Detections` (WEIGHTED values blended, unused slots
   zero-filled) and the input slot of every output (``-1`` unused).
   """
@@ -659,13 +659,17 @@ def non_max_suppression(detections: Detections, options: NmsOptions, *, max_dete
   32, 64, 128, ..., 1024 or 4096 slots that holds the largest frame's
   candidates (a run-time choice for the whole batch, one compiled branch per
   bucket, buckets of at least ``N / 2`` slots are replaced by ``N``); so a
-  frame with few valid detections costs little even when ``N`` is large. With
+  frame with few valid detections costs little even when ``N`` is large. The
+  compaction reads the candidate mask once as 32-bit words and finds the
+  ``j``-th candidate by popcount search, ``O(N + P log N)`` per frame. With
   ``P`` such slots:
 
   * WEIGHTED, and DEFAULT for ``P <= 1024``: one ``lax.while_loop`` step per
-    emitted detection, ``O(P)`` each (best remaining score, one overlap row,
-    removal), ending as soon as nothing remains: ``O(P * outputs)``. WEIGHTED
-    forms all weighted means after the loop in one segment sum, ``O(P)``.
+    emitted detection, all frames of the batch stepped together, ``O(P)`` per
+    frame and step (best remaining score, one overlap row, removal), ending as
+    soon as every frame is done: ``O(P * outputs)`` for the busiest frame.
+    WEIGHTED forms all weighted means after the loop in one segment sum,
+    ``O(P)``.
   * DEFAULT for ``P > 1024`` (tens of thousands of boxes): tiles of ``T``
     ranked candidates (128 if ``max_detections <= 128``, else 256) fetched
     with ``lax.top_k`` (those ranked after the previous tile), checked against
