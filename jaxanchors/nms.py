@@ -178,8 +178,8 @@ _DOT_CUMSUM_MAX = 256
 # Compaction finds each output's word by comparing with all word counts up to
 # this many words (N <= 2048), by binary search beyond.
 _COUNT_WORDS_MAX = 64
-# The loop engine keeps slot numbers in float32 (exact below 2**24) where that
-# saves kernels, and in int32 beyond.
+# The loop engine searches slot numbers as float32 (exact below 2**24), which
+# saves kernels, and as int32 beyond.
 _FLOAT_SLOTS_MAX = 2**24
 
 _trace_count = 0  # incremented on every trace of _nms_flat (tests check it)
@@ -301,34 +301,29 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
   def emitting(m):
     return (m > -jnp.inf) & ~(active & (m < min_score))
 
-  # The loop state is one array, so that each step updates it in one kernel:
-  # ``[B, P + slots + 1]``, columns ``[:P]`` per candidate, ``[P:P + slots]``
-  # the outputs (slot of each, -1 unused), ``[-1]`` the step count. DEFAULT's
-  # per-candidate columns are ``live`` (the remaining candidates' scores, -inf
-  # for the others; slots and count stored as floats, exact below 2**24);
-  # WEIGHTED's are ``step`` (the step that absorbed each candidate, -1 if none
-  # yet) and ``live`` is read from them. The best candidate is found at the
-  # start of each step rather than carried over. A loop body of so few kernels
-  # runs in one XLA:CPU thread (more kernels are spread over threads, and the
-  # handovers cost more than the work).
-  # A float state holds slot numbers exactly below 2**24; a narrower score
-  # dtype is widened (exactly, keeping order and ties).
-  by_step = weighted or p + slots >= _FLOAT_SLOTS_MAX
-  dtype = jnp.int32 if by_step else jnp.promote_types(scores.dtype, jnp.float32)
-
-  def live_of(state):
-    cand = state[:, :p]
-    if by_step:
+  # The loop state is two arrays, each updated by one kernel per step:
+  # ``cand [B, P]`` per candidate and ``small [B, slots + 1]`` (the slot of
+  # each output, -1 unused, then the step count). DEFAULT's ``cand`` is
+  # ``live``, the remaining candidates' scores (-inf for the others);
+  # WEIGHTED's is ``step``, the step that absorbed each candidate (-1 if none
+  # yet), and ``live`` is read from it. The best candidate is found at the
+  # start of each step rather than carried over (values read after their
+  # update cost XLA copies). A loop body of at most 8 kernels runs in one
+  # XLA:CPU thread; more are run as a concurrent graph over the thread pool,
+  # and on small arrays the hand-overs cost more than the work.
+  def live_of(cand):
+    if weighted:
       return jnp.where(member & (cand < 0), scores, -jnp.inf)
     return cand
 
-  def cond(state):
-    n = state[0, p + slots].astype(jnp.int32)
-    return (n < limit) & jnp.any(emitting(jnp.max(live_of(state), axis=1)))
+  def cond(c):
+    cand, small = c
+    return (small[0, slots] < limit) & jnp.any(emitting(jnp.max(live_of(cand), axis=1)))
 
-  def body(state):
-    n = state[:, p + slots:].astype(jnp.int32)  # [B, 1], equal entries
-    live = live_of(state)
+  def body(c):
+    cand, small = c
+    n = small[:, slots:]  # [B, 1], equal entries
+    live = live_of(cand)
     m, t = best(live)
     go = emitting(m)[:, None]
     t = t[:, None]
@@ -341,24 +336,21 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
       # The top is its own member exactly when anything is (threshold < 1 and
       # positive area, or threshold < 0); if not, §3.5 stops the frame here.
       remove = hit | is_top | (go & ~(row[:, 4:5] > 0))
+      cand = jnp.where(remove & (live > -jnp.inf), n, cand)
     else:
       remove = is_top | (go & (_overlap_rects(top, r, kind) > thr))  # overlap(kept, other)
-    if by_step:
-      cand = jnp.where(remove & (live > -jnp.inf), n, state[:, :p])
-    else:
       cand = jnp.where(remove, -jnp.inf, live)
-    col = lax.broadcasted_iota(jnp.int32, (b, slots), 1)
-    outs = jnp.where((col == n) & go, t, state[:, p:p + slots].astype(jnp.int32))
-    return jnp.concatenate([cand, outs.astype(dtype), (n + 1).astype(dtype)], axis=1)
+    col = lax.broadcasted_iota(jnp.int32, (b, slots + 1), 1)
+    small = jnp.where(col == slots, n + 1, jnp.where((col == n) & go, t, small))
+    return cand, small
 
-  if by_step:
+  if weighted:
     cand = jnp.full((b, p), -1, jnp.int32)
   else:
-    cand = jnp.where(member, scores.astype(dtype), -jnp.inf)
-  init = jnp.concatenate([cand, jnp.full((b, slots), -1, dtype), jnp.zeros((b, 1), dtype)], 1)
-  state = lax.while_loop(cond, body, init)
-  step, out = state[:, :p], state[:, p:p + slots].astype(jnp.int32)
-  return out, (step if weighted else None)
+    cand = jnp.where(member, scores, -jnp.inf)
+  small = jnp.concatenate([jnp.full((b, slots), -1, jnp.int32), jnp.zeros((b, 1), jnp.int32)], 1)
+  step, small = lax.while_loop(cond, body, (cand, small))
+  return small[:, :slots], (step if weighted else None)
 
 
 def _greedy_in_tile(alive: jax.Array, suppresses: jax.Array) -> jax.Array:

@@ -660,7 +660,7 @@ def test_low_precision_scores_keep_order_ties_and_slots(alg):
 
 @pytest.mark.parametrize("alg", ["DEFAULT", "WEIGHTED"])
 def test_integer_slot_paths(alg, monkeypatch):
-  """The int32 slot bookkeeping used past 2**24 slots, forced on a small case."""
+  """The int32 slot search used past 2**24 slots, forced on a small case."""
   monkeypatch.setattr(nms, "_FLOAT_SLOTS_MAX", 0)
   rng = np.random.default_rng(12)
   cases = [_scene(rng, 77, 60, k=2, spread=0.5) for _ in range(2)]  # a shape no other test uses
