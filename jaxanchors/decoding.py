@@ -293,7 +293,7 @@ def _decode_geometry(raw_boxes: jax.Array, anchors: jax.Array, options: DecoderO
     t_centre, t_size = first, second
   else:  # XYXY: distances from the anchor centre to the left, top, right, bottom edges.
     t_centre, t_size = (second - first) / 2, first + second
-  a_centre, a_size = anchors[:, 0:2], anchors[:, 2:4]   # (x_center, y_center), (w, h)
+  a_centre, a_size = anchors[..., 0:2], anchors[..., 2:4]  # (x_center, y_center), (w, h)
   xy_scale = jnp.array([options.x_scale, options.y_scale], dtype)
   wh_scale = jnp.array([options.w_scale, options.h_scale], dtype)
   centre = t_centre / xy_scale * a_size + a_centre      # (xc, yc) = t / scale * anchor + anchor
@@ -309,7 +309,7 @@ def _decode_geometry(raw_boxes: jax.Array, anchors: jax.Array, options: DecoderO
   kp = r[..., q:q + 2 * k].reshape(r.shape[:-1] + (k, 2))
   if fmt is BoxFormat.YXHW:
     kp = kp[..., ::-1]
-  keypoints = kp / xy_scale * a_size[:, None] + a_centre[:, None]
+  keypoints = kp / xy_scale * a_size[..., None, :] + a_centre[..., None, :]
   # Keypoints are written after the box, x at q + 2j and y at q + 2j + 1: with
   # keypoint_coord_offset < 4 they overwrite box slots (spec §2.11).
   if k and q < 4:

@@ -583,6 +583,26 @@ def _nms_flat(boxes, keypoints, scores, classes, valid, thr, min_score, max_num,
   return Detections(*(unflat(a) for a in out)), unflat(out_i)
 
 
+def _rows(d: Detections, options: NmsOptions, *, slots: int) -> tuple[Detections, jax.Array]:
+  """NMS of ``[B, S, ...]`` rows through the one engine that fits ``S`` slots,
+  without compacting them first: for callers that compacted their candidates
+  already (traced inside the caller's jit; ``options`` are compile-time
+  constants here). Same semantics as :func:`non_max_suppression`; returns the
+  output and the row slot of every output (``-1`` unused)."""
+  weighted = options.algorithm is NmsAlgorithm.WEIGHTED
+  size = d.scores.shape[1]
+  if weighted or options.max_num_detections < 0:
+    limit = slots
+  else:
+    limit = min(options.max_num_detections, slots)
+  return _run_bucket(
+      size, _plan(size, weighted)[-1][1], *d, None, None,
+      jnp.asarray(np.float32(options.min_suppression_threshold), d.boxes.dtype),
+      jnp.asarray(np.float32(options.min_score_threshold), d.scores.dtype), jnp.int32(limit),
+      kind=options.overlap_type, weighted=weighted, slots=slots,
+      blend_dtype=jnp.result_type(d.boxes.dtype, d.keypoints.dtype, d.scores.dtype))
+
+
 def _shape_dtype(x: Any) -> tuple[tuple[int, ...], np.dtype]:
   if not (hasattr(x, "shape") and hasattr(x, "dtype")):
     x = np.asarray(x)

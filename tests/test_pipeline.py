@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -169,6 +170,73 @@ def test_batched_detect_equals_per_frame_and_traces_once():
   size = pipeline._detect._cache_size()
   pipeline.detect(boxes + 1, scores, "face_short_range", max_detections=6, transform=padding)
   assert pipeline._detect._cache_size() == size
+
+
+def _unfiltered(boxes, scores, options, max_detections):
+  """decode + non_max_suppression on every anchor: the definition the pre-filtered path of
+  detect must reproduce."""
+  anchors = ja.generate_anchors(options.anchors)
+  return ja.non_max_suppression(ja.decode(boxes, scores, anchors, options.decoder), options.nms,
+                                max_detections=max_detections)
+
+
+def _assert_same_detections(got, want):
+  for name in ("valid", "scores", "classes"):
+    np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+  np.testing.assert_allclose(got.boxes, want.boxes, rtol=0, atol=1e-6)
+  np.testing.assert_allclose(got.keypoints, want.keypoints, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ["WEIGHTED", "DEFAULT"])
+@pytest.mark.parametrize("decoder_changes", [
+    {}, {"min_score_thresh": 0.75}, {"flip_vertically": True},
+    # Clipping raises every logit below -0.1 to -0.1, whose sigmoid (0.475) passes 0.45:
+    # candidacy must be decided on the clipped logit, not the raw one.
+    {"score_clipping_thresh": 0.1, "min_score_thresh": 0.45},
+])
+def test_prefiltered_detect_equals_decoding_every_anchor(algorithm, decoder_changes):
+  """detect decides candidacy from the logits and decodes only those anchors."""
+  preset = presets.get("face_short_range")
+  options = pipeline.PipelineOptions(
+      anchors=preset.anchors, decoder=dataclasses.replace(preset.decoder, **decoder_changes),
+      nms=dataclasses.replace(preset.nms, algorithm=algorithm), mapping=preset.mapping)
+  assert pipeline._prefilter_bound(options.decoder) is not None
+  rng = np.random.default_rng(5)
+  boxes, scores = _random_raw(preset, (4,), seed=5)
+  thr = options.decoder.min_score_thresh
+  logit = np.float32(np.log(thr) - np.log1p(-thr))
+  # Logits at, just around and far from the threshold; NaN and infinities; one frame with
+  # more candidates than any compaction bucket below N (the whole-row path).
+  near = rng.choice(np.array([logit, np.nextafter(logit, np.float32(-1)),
+                              np.nextafter(logit, np.float32(1)), logit - 0.03, logit + 0.03,
+                              np.nan, np.inf, -np.inf], np.float32), (4, 120))
+  scores[:, :120, 0] = near
+  scores[3, :, 0] = rng.normal(logit + 1, 1, 896)
+  scores[2, 30:, 0] = -20  # few candidates: the smallest bucket when alone
+  got = pipeline.detect(boxes, scores, options, max_detections=40)
+  want = _unfiltered(boxes, scores, options, 40)
+  assert int(want.valid.sum()) > 40
+  _assert_same_detections(got, want)
+  # Alone, each frame takes the bucket its own candidate count needs.
+  if "score_clipping_thresh" not in decoder_changes:  # with it, every anchor is a candidate
+    counts = (scores[..., 0] >= logit - pipeline._LOGIT_MARGIN).sum(-1)
+    assert counts[2] <= pipeline._BUCKETS[0] < counts[0] <= pipeline._BUCKETS[1] < counts[3]
+  for f in range(4):
+    _assert_same_detections(pipeline.detect(boxes[f], scores[f], options, max_detections=40),
+                            jax.tree.map(lambda x: x[f], want))
+
+
+def test_detect_falls_back_to_decoding_every_anchor():
+  """Options the logit pre-filter cannot serve (max_results, several classes) and top_k."""
+  face = presets.get("face_short_range")
+  options = pipeline.PipelineOptions(anchors=face.anchors,
+                                     decoder=dataclasses.replace(face.decoder, max_results=3),
+                                     nms=face.nms)
+  assert pipeline._prefilter_bound(options.decoder) is None
+  boxes, scores = _random_raw(face, (2,), seed=6)
+  _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=8),
+                          _unfiltered(boxes, scores, options, 8))
+  assert pipeline._prefilter_bound(presets.get("ssdlite_coco").decoder) is None
 
 
 @pytest.mark.parametrize("name", presets.names())
