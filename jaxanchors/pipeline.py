@@ -14,8 +14,9 @@ compiles once per shape; the batch may be sharded over devices (data
 parallel), each frame being independent.
 
 Steps 2 and 3 are fused when the decoder's options let candidacy be decided
-from the logit alone (one sigmoid class with a score threshold, no
-``max_results``; every shipped BlazeFace-family preset): anchors whose logit
+from the logit alone (float32 or float64 logits, one sigmoid class with a
+score threshold, no ``max_results``; every shipped BlazeFace-family preset,
+not under ``top_k``): anchors whose logit
 is below a conservative bound are dropped before decoding, the others are
 compacted per frame and only those are decoded and passed to NMS. The results
 are those of decoding every anchor (the decoder's own score test still
@@ -164,7 +165,10 @@ def _detect(raw_boxes, raw_scores, padding, matrix, *, options: PipelineOptions,
             max_detections: int, top_k: int | None, mapping: str | None) -> Detections:
   anchors = generate_anchors(options.anchors, dtype=raw_boxes.dtype)
   bound = _prefilter_bound(options.decoder)
-  if bound is not None and top_k is None:
+  # The bound's margin covers float32 (and float64) sigmoid rounding only: a
+  # bfloat16 sigmoid rounds by up to 2**-8 near 1.
+  wide = raw_scores.dtype in (jnp.float32, jnp.float64)
+  if bound is not None and top_k is None and wide:
     detections = _detect_prefiltered(raw_boxes, raw_scores, anchors, options, bound,
                                      max_detections)
   else:

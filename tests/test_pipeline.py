@@ -237,6 +237,16 @@ def test_detect_falls_back_to_decoding_every_anchor():
   _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=8),
                           _unfiltered(boxes, scores, options, 8))
   assert pipeline._prefilter_bound(presets.get("ssdlite_coco").decoder) is None
+  # bfloat16 logits: the sigmoid rounds by up to 2**-8 near 1, more than the bound's margin
+  # covers (at threshold 0.99, logit 4.4 rounds to a passing 0.98828125).
+  high = dataclasses.replace(face.decoder, min_score_thresh=0.99)
+  options = pipeline.PipelineOptions(anchors=face.anchors, decoder=high, nms=face.nms)
+  boxes, scores = _random_raw(face, (2,), seed=7)
+  scores[:, :200, 0] = np.linspace(4.3, 4.6, 200)
+  boxes, scores = jnp.asarray(boxes, jnp.bfloat16), jnp.asarray(scores, jnp.bfloat16)
+  want = _unfiltered(boxes, scores, options, 8)
+  assert int(want.valid.sum()) > 0
+  _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=8), want)
 
 
 @pytest.mark.parametrize("name", presets.names())
