@@ -226,6 +226,17 @@ def test_prefiltered_detect_equals_decoding_every_anchor(algorithm, decoder_chan
                             jax.tree.map(lambda x: x[f], want))
 
 
+def test_detect_under_vmap_equals_batched():
+  """Under a user's vmap the bucket switch runs every bucket: same results."""
+  preset = presets.get("face_short_range")
+  boxes, scores = _random_raw(preset, (3,), seed=8)
+  scores[1, :300, 0] = 2.0  # frames needing different buckets
+  batched = pipeline.detect(boxes, scores, preset, max_detections=8)
+  mapped = jax.vmap(lambda b, s: pipeline.detect(b, s, preset, max_detections=8))(boxes, scores)
+  assert int(batched.valid.sum()) > 8
+  chex.assert_trees_all_equal(mapped, batched)
+
+
 def test_detect_falls_back_to_decoding_every_anchor():
   """Options the logit pre-filter cannot serve (max_results, several classes) and top_k."""
   face = presets.get("face_short_range")
