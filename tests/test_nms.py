@@ -679,3 +679,18 @@ def test_long_rows_compact_to_the_largest_bucket(alg):
   o = NmsOptions(min_suppression_threshold=0.5, overlap_type=IOU, algorithm=alg)
   out, idx = non_max_suppression(d, o, max_detections=400, return_indices=True)
   _assert_matches(out, idx, _reference(d, o, 400), d, o, 400)
+
+
+def test_kernel_report_tool_lists_the_loop_bodies():
+  """tools/xla_kernels.py (a development aid) reads the compiled NMS program."""
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parents[1] / "tools" / "xla_kernels.py"
+  spec = importlib.util.spec_from_file_location("xla_kernels", path)
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  found = tool.kernels(tool._example("nms", "WEIGHTED"))
+  assert any(name.startswith("main") for name in found)
+  # One while loop (body and condition) per bucket of the 896-slot plan.
+  assert sum("region" in name and len(k) > 0 for name, k in found.items()) >= len(nms._plan(896, True))
+  assert "kernels (" in tool.report(tool._example("nms", "DEFAULT"))
