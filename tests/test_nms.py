@@ -691,6 +691,6 @@ def test_kernel_report_tool_lists_the_loop_bodies():
   spec.loader.exec_module(tool)
   found = tool.kernels(tool._example("nms", "WEIGHTED"))
   assert any(name.startswith("main") for name in found)
-  # One while loop (body and condition) per bucket of the 896-slot plan.
-  assert sum("region" in name and len(k) > 0 for name, k in found.items()) >= len(nms._plan(896, True))
+  # At least one computation (branch, loop body) per bucket of the 896-slot plan.
+  assert len(found) - 1 >= len(nms._plan(896, True))
   assert "kernels (" in tool.report(tool._example("nms", "DEFAULT"))
