@@ -130,6 +130,16 @@ def _pairwise(b1: jax.Array, b2: jax.Array, kind: OverlapType) -> jax.Array:
                         _Rects(*(a[..., None, :] for a in r2)), kind)
 
 
+def _overlap_inputs(boxes1, boxes2, overlap_type, *, min_ndim):
+  """Checked overlap type and boxes of the public overlap functions, in one float dtype."""
+  kind = v.as_enum("overlap_type", OverlapType, overlap_type)
+  b1, b2 = _float(boxes1), _float(boxes2)
+  _check_boxes("boxes1", b1, min_ndim)
+  _check_boxes("boxes2", b2, min_ndim)
+  dtype = jnp.result_type(b1, b2)
+  return kind, b1.astype(dtype), b2.astype(dtype)
+
+
 def overlap(boxes1: ArrayLike, boxes2: ArrayLike, *, overlap_type: Any) -> jax.Array:
   """MediaPipe's ``OverlapSimilarity(overlap_type, r1, r2)`` elementwise (spec §3.3).
 
@@ -154,12 +164,8 @@ def overlap(boxes1: ArrayLike, boxes2: ArrayLike, *, overlap_type: Any) -> jax.A
     >>> overlap(a, b, overlap_type="JACCARD").tolist()  # enclosing-box denominator
     [0.3333333432674408, 0.1111111119389534]
   """
-  kind = v.as_enum("overlap_type", OverlapType, overlap_type)
-  b1, b2 = _float(boxes1), _float(boxes2)
-  _check_boxes("boxes1", b1, 1)
-  _check_boxes("boxes2", b2, 1)
-  dtype = jnp.result_type(b1, b2)
-  return _overlap(b1.astype(dtype), b2.astype(dtype), kind)
+  kind, b1, b2 = _overlap_inputs(boxes1, boxes2, overlap_type, min_ndim=1)
+  return _overlap(b1, b2, kind)
 
 
 def pairwise_overlap(boxes1: ArrayLike, boxes2: ArrayLike, *, overlap_type: Any) -> jax.Array:
@@ -182,12 +188,8 @@ def pairwise_overlap(boxes1: ArrayLike, boxes2: ArrayLike, *, overlap_type: Any)
     >>> pairwise_overlap(a, a, overlap_type="MODIFIED_JACCARD").tolist()
     [[1.0, 1.0], [0.25, 1.0]]
   """
-  kind = v.as_enum("overlap_type", OverlapType, overlap_type)
-  b1, b2 = _float(boxes1), _float(boxes2)
-  _check_boxes("boxes1", b1, 2)
-  _check_boxes("boxes2", b2, 2)
-  dtype = jnp.result_type(b1, b2)
-  return _pairwise(b1.astype(dtype), b2.astype(dtype), kind)
+  kind, b1, b2 = _overlap_inputs(boxes1, boxes2, overlap_type, min_ndim=2)
+  return _pairwise(b1, b2, kind)
 
 
 def anchors_to_corners(anchors: ArrayLike) -> jax.Array:
