@@ -28,7 +28,14 @@ Example (not run as a doctest: it needs the network once, and LiteRT)::
     model.input_size                     # (128, 128): (height, width)
     boxes, scores = model(tensor)        # tensor: float32 [1, 128, 128, 3]
 
-Only NumPy and the standard library are imported with this module.
+:func:`load_network` reads the same files into a pure JAX function (see
+:mod:`jaxanchors.networks`), which runs without LiteRT on any JAX device::
+
+    net = models.load_network("face_short_range")
+    boxes, scores = net(tensor)          # tensor: float32 [..., 128, 128, 3]
+
+Only NumPy and the standard library are imported with this module (JAX and the
+``tflite`` schema package when :func:`load_network` is called).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ __all__ = [
     "ModelOutput",
     "TFLiteModel",
     "cache_root",
+    "load_network",
     "model_path",
 ]
 
@@ -302,3 +310,39 @@ class TFLiteModel:
   def __repr__(self) -> str:
     return (f"TFLiteModel({str(self.path)!r}, input={self.input_shape}, anchors={self.num_anchors}, "
             f"coords={self.num_coords}, classes={self.num_classes})")
+
+
+def load_network(name_or_path: str | os.PathLike[str], *,
+                 cache_dir: str | os.PathLike[str] | None = None) -> Any:
+  """A detector network as a pure JAX function: :class:`jaxanchors.networks.Network`.
+
+  Args:
+    name_or_path: a model name of :data:`MODELS` (fetched as :func:`model_path`
+      does) or the path of a ``.tflite`` file.
+    cache_dir: cache folder for named models.
+
+  Returns:
+    The :class:`~jaxanchors.networks.Network`: ``network.params`` (float32
+    weights keyed by tensor name), ``network.apply(params, images)`` (pure,
+    jitted) and ``network(images)`` with the stored weights, returning
+    ``(raw_boxes, raw_scores)`` as :class:`TFLiteModel` does, with the leading
+    batch dimensions of ``images``.
+
+  Raises:
+    ValueError: unknown name, or a model the translator does not support
+      (the message names the operator and tensor).
+    FileNotFoundError: a path that does not exist.
+    ImportError: the ``tflite`` schema package is missing (``pip install
+      'jaxanchors[models]'``).
+  """
+  from jaxanchors import networks  # pylint: disable=import-outside-toplevel
+  if isinstance(name_or_path, str) and name_or_path in MODELS:
+    return networks.load(model_path(name_or_path, cache_dir))
+  path = pathlib.Path(name_or_path)
+  if not path.exists():
+    if isinstance(name_or_path, str) and not name_or_path.endswith(".tflite") and (
+        os.sep not in name_or_path):
+      raise ValueError(f"unknown model {name_or_path!r}; expected one of {sorted(MODELS)} "
+                       "or the path of a .tflite file")
+    raise FileNotFoundError(f"no such model file: {str(path)!r}")
+  return networks.load(path)
