@@ -123,6 +123,7 @@ class _Graph(NamedTuple):
   input_shape: tuple[int, int, int]       # (height, width, channels)
   boxes: int                              # output tensor of the raw boxes
   scores: int                             # output tensor of the raw scores
+  param_tensors: tuple[tuple[str, int], ...] = ()   # key -> float32 tensor it stands for
 
 
 def _error(where: str, message: str) -> ValueError:
@@ -220,6 +221,8 @@ class _Reader:
     self.schema = schema = _schema()
     self.path = path
     self.data = data
+    if len(data) < 8 or data[4:8] != b"TFL3":
+      raise ValueError(f"{path}: not a TFLite flatbuffer (no 'TFL3' file identifier)")
     try:
       self.model = schema.Model.GetRootAsModel(data, 0)
       subgraphs = self.model.SubgraphsLength()
@@ -255,7 +258,7 @@ class _Reader:
   def check_unquantized(self, t: int, op: str) -> None:
     q = self.sg.Tensors(t).Quantization()
     if q is not None and (q.ScaleLength() > 0 or q.ZeroPointLength() > 0):
-      raise ValueError(f"{self.where(t)}, input of {op}, is quantised (scale/zero point); "
+      raise ValueError(f"{self.where(t)}, input of {op}, is quantised (scale/zero point): "
                        "only float models (float32, or float16/sparse stored weights) are "
                        "supported")
 
@@ -349,6 +352,7 @@ def _parse(data: bytes, path: str) -> tuple[_Graph, dict[str, np.ndarray], dict[
     raise ValueError(f"{path}: expected one input tensor, found {sg.InputsLength()}")
   input_t = int(sg.Inputs(0))
   in_shape = r.shape(input_t)
+  r.check_unquantized(input_t, "the model")
   if len(in_shape) != 4 or in_shape[0] != 1 or r.dtype(input_t) != _FLOAT32:
     raise ValueError(f"{r.where(input_t)}: expected a float32 [1, h, w, c] input, got "
                      f"shape {list(in_shape)} type {r.dtype(input_t)}")
@@ -358,6 +362,7 @@ def _parse(data: bytes, path: str) -> tuple[_Graph, dict[str, np.ndarray], dict[
   params: dict[str, np.ndarray] = {}
   sources: dict[str, ParamSource] = {}
   key_of: dict[int, str] = {}             # stored tensor -> parameter key
+  param_tensors: dict[str, int] = {}      # parameter key -> first float32 tensor using it
   activations = {input_t}
   ops: list[_Op] = []
 
@@ -392,6 +397,7 @@ def _parse(data: bytes, path: str) -> tuple[_Graph, dict[str, np.ndarray], dict[
                          "not supported")
       sources[key] = ParamSource(stored, int(sg.Tensors(stored).Buffer()), stored_type,
                                  sg.Tensors(stored).Sparsity() is not None, value.shape)
+      param_tensors[key] = t
     return key_of[stored]
 
   def activation(t: int, op: str) -> int:
@@ -549,7 +555,8 @@ def _parse(data: bytes, path: str) -> tuple[_Graph, dict[str, np.ndarray], dict[
     raise ValueError(f"{path}: expected two computed [1, N, *] outputs with the same N and "
                      f"different widths, got {[list(s) for s in shapes]}")
   box, score = (0, 1) if shapes[0][2] > shapes[1][2] else (1, 0)
-  graph = _Graph(tuple(ops), input_t, tuple(in_shape[1:]), outputs[box], outputs[score])
+  graph = _Graph(tuple(ops), input_t, tuple(in_shape[1:]), outputs[box], outputs[score],
+                 tuple(param_tensors.items()))
   _check_shapes(graph, params, r)
   return graph, params, sources
 
@@ -587,7 +594,8 @@ def _activate(x: jax.Array, act: str | None) -> jax.Array:
 
 
 def _precision(x: jax.Array) -> lax.Precision:
-  return lax.Precision.HIGHEST if x.dtype == jnp.float32 else lax.Precision.DEFAULT
+  wide = x.dtype in (jnp.float32, jnp.float64)
+  return lax.Precision.HIGHEST if wide else lax.Precision.DEFAULT
 
 
 def _windows(x, kernel, stride, dilation, pads):
@@ -598,7 +606,7 @@ def _windows(x, kernel, stride, dilation, pads):
   """
   (pt, pb), (pl, pr) = pads
   if pt or pb or pl or pr:
-    x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    x = _pad(x, ((pt, pb), (pl, pr), (0, 0)))
   batch, height, width, c = x.shape
   out_h = (height - (kernel[0] - 1) * dilation[0] - 1) // stride[0] + 1
   out_w = (width - (kernel[1] - 1) * dilation[1] - 1) // stride[1] + 1
@@ -659,7 +667,8 @@ def _concatenation(*args):
 
 
 def _pad(x, pads):
-  return jnp.pad(x, ((0, 0),) + pads)
+  """``PAD`` with zeros; ``pads`` for every dimension but the batch."""
+  return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0),) + tuple((lo, hi, 0) for lo, hi in pads))
 
 
 def _prelu(x, alpha):
@@ -667,7 +676,7 @@ def _prelu(x, alpha):
 
 
 def _max_pool(x, window, stride, pads, act):
-  neg = jnp.array(-jnp.inf, x.dtype)
+  neg = np.array(-np.inf, x.dtype)   # concrete, so JAX takes its differentiable max pool
   y = lax.reduce_window(x, neg, lax.max, (1,) + window + (1,), (1,) + stride + (1,),
                         ((0, 0),) + pads + ((0, 0),))
   return _activate(y, act)
@@ -747,11 +756,22 @@ def _run(graph: _Graph, params: Mapping[str, jax.Array], x: jax.Array,
 
 @functools.partial(jax.jit, static_argnames=("graph", "dtype", "keep"))
 def _apply(params, images, *, graph: _Graph, dtype: Any, keep: frozenset[int]):
-  lead = images.shape[:-3]
-  x = images.reshape((-1,) + graph.input_shape).astype(dtype)
+  """:func:`_run` on ``images [B, H, W, C]`` in ``dtype``; float32 results (float64 for
+  float64)."""
+  x = images.astype(dtype)
   p = {k: jnp.asarray(v).astype(dtype) for k, v in params.items()}
-  out = _run(graph, p, x, keep)
-  return {t: v.astype(jnp.float32).reshape(lead + v.shape[1:]) for t, v in out.items()}
+  out_dtype = jnp.float64 if dtype == jnp.float64 else jnp.float32
+  return {t: v.astype(out_dtype) for t, v in _run(graph, p, x, keep).items()}
+
+
+def _apply_batched(params, images, *, graph: _Graph, dtype: Any,
+                   keep: frozenset[int]) -> dict[int, jax.Array]:
+  """:func:`_apply` on ``images [..., H, W, C]``: leading dimensions flattened outside
+  the compiled function, so ``[2, 3, ...]`` and ``[6, ...]`` share one compile."""
+  lead = images.shape[:-3]
+  flat = jnp.reshape(images, (math.prod(lead),) + tuple(images.shape[-3:]))
+  out = _apply(params, flat, graph=graph, dtype=dtype, keep=keep)
+  return {t: jnp.reshape(v, lead + v.shape[1:]) for t, v in out.items()}
 
 
 # --------------------------------------------------------------------------- #
@@ -766,7 +786,11 @@ class NetworkOutput(NamedTuple):
   raw_scores: jax.Array   # float32 [..., N, num_classes]
 
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+jax.export.register_namedtuple_serialization(
+    NetworkOutput, serialized_name="jaxanchors.networks.NetworkOutput")
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
+           "float64": jnp.float64}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -826,9 +850,10 @@ class Network:
       params: a pytree with the structure and shapes of :attr:`params`.
       images: float ``[..., height, width, channels]``, already letterboxed and
         scaled to the model's value range (``letterbox`` does both).
-      dtype: compute dtype, ``"float32"`` (the ``.tflite``'s own) or
-        ``"bfloat16"``/``"float16"`` (weights and activations rounded to it;
-        outputs are returned as float32).
+      dtype: compute dtype: ``"float32"`` (the ``.tflite``'s own),
+        ``"bfloat16"``/``"float16"`` (weights and activations rounded to it),
+        or ``"float64"`` (with ``jax_enable_x64``). Outputs are float32
+        (float64 for ``"float64"``).
 
     Returns:
       :class:`NetworkOutput` ``(raw_boxes [..., N, num_coords],
@@ -841,7 +866,7 @@ class Network:
     """
     compute = self._dtype(dtype)
     images = self._check(params, images)
-    out = _apply(params, images, graph=self.graph, dtype=compute, keep=frozenset())
+    out = _apply_batched(params, images, graph=self.graph, dtype=compute, keep=frozenset())
     return NetworkOutput(out[self.graph.boxes], out[self.graph.scores])
 
   def __call__(self, images: ArrayLike, *, dtype: str | Any = "float32") -> NetworkOutput:
@@ -852,13 +877,16 @@ class Network:
                     tensors: Sequence[int]) -> dict[int, jax.Array]:
     """The values of the given tensors (by their index in the file); for tests and debugging."""
     images = self._check(params, images)
-    return _apply(params, images, graph=self.graph, dtype=jnp.float32,
-                  keep=frozenset(int(t) for t in tensors))
+    return _apply_batched(params, images, graph=self.graph, dtype=jnp.float32,
+                          keep=frozenset(int(t) for t in tensors))
 
   def _dtype(self, dtype: Any) -> Any:
     key = dtype if isinstance(dtype, str) else getattr(jnp.dtype(dtype), "name", None)
     if key not in _DTYPES:
       raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    if key == "float64" and not jax.config.jax_enable_x64:
+      raise ValueError("dtype='float64' needs 64-bit JAX (jax.config.update('jax_enable_x64', "
+                       "True))")
     return _DTYPES[key]
 
   def _check(self, params: Mapping[str, ArrayLike], images: ArrayLike) -> jax.Array:
