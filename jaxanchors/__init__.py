@@ -41,6 +41,7 @@ from jaxanchors.nms import NmsOptions
 from jaxanchors.nms import non_max_suppression
 from jaxanchors.pipeline import PipelineOptions
 from jaxanchors.pipeline import detect
+from jaxanchors.pipeline import detect_images
 
 __version__ = "0.1.0"
 
@@ -69,6 +70,7 @@ __all__ = (
     "decode",
     "decode_postprocessed",
     "detect",
+    "detect_images",
     "encode",
     "from_xywh",
     "generate_anchors",

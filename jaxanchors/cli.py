@@ -134,12 +134,23 @@ def _read_image(path: str) -> np.ndarray:
     raise CliError(f"cannot read image {path!r}: {e}") from None
 
 
+def _compilation_cache() -> None:
+  """Keeps compiled programs between runs of the command (JAX's persistent cache, in
+  the model cache folder), so only the first run of a preset compiles."""
+  import jax
+  from jaxanchors import models
+  if jax.config.jax_compilation_cache_dir is None:
+    jax.config.update("jax_compilation_cache_dir", str(models.cache_root() / "jax-cache"))
+
+
 def _detect_command(args: argparse.Namespace) -> int:
   import jax
   from jaxanchors import models
   from jaxanchors.detections import to_pixels
   from jaxanchors.letterbox import letterbox
-  from jaxanchors.pipeline import detect
+  from jaxanchors.pipeline import detect, detect_images
+  if args.max_detections < 1:
+    raise CliError(f"--max-detections must be at least 1, got {args.max_detections}")
   try:
     preset = presets.get(args.preset)
   except ValueError as e:
@@ -148,14 +159,22 @@ def _detect_command(args: argparse.Namespace) -> int:
     with_models = ", ".join(n for n in presets.names() if presets.get(n).model)
     raise CliError(f"preset {args.preset!r} has no shipped model; use one of {with_models}")
   image = _read_image(args.image)
-  try:
-    model = models.TFLiteModel.from_name(preset.model)
-  except (ImportError, RuntimeError, OSError) as e:
-    raise CliError(str(e)) from None
-  tensor, transform = letterbox(image, preset.preprocessing)
-  raw_boxes, raw_scores = model(np.asarray(tensor)[None])
-  found = detect(raw_boxes[0], raw_scores[0], preset, max_detections=args.max_detections,
-                 transform=transform)
+  if args.runtime == "litert":
+    try:
+      model = models.TFLiteModel.from_name(preset.model)
+    except (ImportError, RuntimeError, OSError) as e:
+      raise CliError(str(e)) from None
+    tensor, transform = letterbox(image, preset.preprocessing)
+    raw_boxes, raw_scores = model(np.asarray(tensor)[None])
+    found = detect(raw_boxes[0], raw_scores[0], preset, max_detections=args.max_detections,
+                   transform=transform)
+  else:
+    _compilation_cache()
+    try:
+      models.model_path(preset.model)
+      found = detect_images(image, preset, max_detections=args.max_detections)
+    except (ImportError, RuntimeError, OSError) as e:
+      raise CliError(str(e)) from None
   pixels = jax.tree.map(np.asarray, to_pixels(found, width=image.shape[1], height=image.shape[0]))
   records = [dict(score=float(s), class_id=int(c), box=[float(x) for x in b],
                   keypoints=[[float(x), float(y)] for x, y in k])
@@ -196,12 +215,16 @@ def _parser() -> argparse.ArgumentParser:
   anchors.set_defaults(run=_anchors_command)
 
   det = sub.add_parser("detect", help="run a preset's real MediaPipe model on a photo",
-                       description="Photo -> letterbox -> real .tflite model -> detections.")
+                       description="Photo -> letterbox -> the preset's .tflite network -> "
+                       "detections, in one jitted JAX call (or the network in LiteRT).")
   det.add_argument("image", help="photo (any format Pillow reads)")
   det.add_argument("--preset", required=True, metavar="NAME", help="preset with a shipped model")
   det.add_argument("-o", "--output", metavar="FILE.png", help="draw the detections")
   det.add_argument("--json", metavar="FILE.json", help="write detections in image pixels")
   det.add_argument("--max-detections", type=int, default=10, metavar="N")
+  det.add_argument("--runtime", choices=("jax", "litert"), default="jax",
+                   help="run the network translated to JAX (default; compiled once per "
+                   "preset and image size, then cached) or in LiteRT")
   det.set_defaults(run=_detect_command)
   return parser
 

@@ -43,10 +43,11 @@ from jaxanchors import presets as presets_module
 from jaxanchors.anchors import AnchorOptions, generate_anchors
 from jaxanchors.decoding import DecoderOptions, decode
 from jaxanchors.detections import Detections
-from jaxanchors.letterbox import LetterboxTransform, project_detections, remove_letterbox
+from jaxanchors.letterbox import (LetterboxTransform, letterbox, project_detections,
+                                  remove_letterbox)
 from jaxanchors.nms import NmsOptions, non_max_suppression
 
-__all__ = ["PipelineOptions", "detect"]
+__all__ = ["PipelineOptions", "detect", "detect_images"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -239,3 +240,75 @@ def detect(raw_boxes: ArrayLike, raw_scores: ArrayLike, config: Any, *, max_dete
                        f"batch shape {batch}: expected {tail} or {batch + tail}")
   return _detect(raw_boxes, raw_scores, padding, matrix, options=options,
                  max_detections=max_detections, top_k=top_k, mapping=mapping)
+
+
+# -- photos to detections ----------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_network(model: str) -> Any:
+  """The JAX network of a shipped model, one instance per name (so jit caches hit)."""
+  from jaxanchors import models  # pylint: disable=import-outside-toplevel
+  return models.load_network(model)
+
+
+@functools.partial(jax.jit, static_argnames=("preset", "network", "max_detections", "dtype",
+                                             "top_k"))
+def _detect_images(images, params, *, preset, network, max_detections, dtype, top_k):
+  tensor, transform = letterbox(images, preset.preprocessing)
+  raw_boxes, raw_scores = network.apply(params, tensor, dtype=dtype)
+  return detect(raw_boxes, raw_scores, preset, max_detections=max_detections,
+                transform=transform, top_k=top_k)
+
+
+def detect_images(images: ArrayLike, config: Any, *, max_detections: int,
+                  network: Any = None, params: Any = None, dtype: str = "float32",
+                  top_k: int | None = None) -> Detections:
+  """Photos to detections in one jitted call: letterbox, the network, :func:`detect`.
+
+  The whole graph runs in JAX on the device the images are on: MediaPipe's
+  ``ImageToTensorCalculator`` (:func:`~jaxanchors.letterbox.letterbox`), the
+  preset's ``.tflite`` network translated to JAX
+  (:func:`jaxanchors.models.load_network`), then decoding, NMS and the mapping
+  back to the image.
+
+  Args:
+    images: ``[..., H, W, 3]`` photos of one size, ``uint8`` (or float in 0..255).
+    config: a preset name or :class:`~jaxanchors.presets.Preset` with a shipped
+      model (or pass ``network``).
+    max_detections: static number of output slots per image.
+    network: a :class:`jaxanchors.networks.Network` to use instead of the
+      preset's model (e.g. a fine-tuned copy); static, so keep one instance.
+    params: weights for ``network`` (default: its stored ``params``), e.g.
+      while training; a traced argument, so new values do not recompile.
+    dtype: the network's compute dtype (see :meth:`Network.apply
+      <jaxanchors.networks.Network.apply>`).
+    top_k: as in :func:`detect`.
+
+  Returns:
+    :class:`~jaxanchors.detections.Detections` in normalised image
+    coordinates, ``max_detections`` slots per image
+    (:func:`~jaxanchors.detections.to_pixels` converts).
+
+  Raises:
+    ValueError: a preset without a model and no ``network``, or images whose
+      shape is not ``[..., H, W, 3]``.
+  """
+  preset = presets_module.get(config) if isinstance(config, str) else config
+  if not isinstance(preset, presets_module.Preset):
+    raise TypeError(f"config must be a preset name or a Preset, got {type(config).__name__}")
+  max_detections = v.as_int("max_detections", max_detections, minimum=1)
+  if network is None:
+    if preset.model is None:
+      raise ValueError(f"preset {preset.name!r} has no shipped model; pass network=")
+    network = _shipped_network(preset.model)
+  if tuple(network.input_size) != preset.input_size:
+    raise ValueError(f"network input size {network.input_size} differs from preset "
+                     f"{preset.name!r}'s {preset.input_size}")
+  if params is None:
+    params = network.params
+  images = jnp.asarray(images)
+  if images.ndim < 3 or images.shape[-1] != 3:
+    raise ValueError(f"images must have shape [..., H, W, 3], got {images.shape}")
+  return _detect_images(images, params, preset=preset, network=network,
+                        max_detections=max_detections, dtype=dtype, top_k=top_k)

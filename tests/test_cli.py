@@ -71,6 +71,8 @@ def test_list_presets(capsys):
     (["anchors", "--preset", "pose", "-o", "anchors.bin"], "cannot tell the format"),
     (["anchors"], "give --preset"),
     (["detect", "photo.jpg", "--preset", "ssdlite_coco"], "has no shipped model"),
+    (["detect", "photo.jpg", "--preset", "pose", "--max-detections", "0"],
+     "--max-detections must be at least 1"),
 ])
 def test_errors_are_one_line_with_status_2(args, message):
   code, out, err = run(*args)
@@ -95,8 +97,10 @@ def test_anchor_picture(tmp_path):
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_detect_command_on_a_photo(tmp_path):
+@pytest.mark.parametrize("runtime", ["jax", "litert"])
+def test_detect_command_on_a_photo(tmp_path, runtime):
   pytest.importorskip("ai_edge_litert", reason="needs the 'models' extra")
+  pytest.importorskip("tflite", reason="needs the 'models' extra")
   pytest.importorskip("matplotlib", reason="needs matplotlib (the 'plot' extra)")
   data = pytest.importorskip("skimage.data", reason="scikit-image provides the photo")
   from PIL import Image
@@ -104,7 +108,7 @@ def test_detect_command_on_a_photo(tmp_path):
   Image.fromarray(data.astronaut()).save(photo)
   out_png, out_json = tmp_path / "faces.png", tmp_path / "faces.json"
   code, out, err = run("detect", str(photo), "--preset", "face_short_range", "-o", str(out_png),
-                       "--json", str(out_json))
+                       "--json", str(out_json), "--runtime", runtime)
   assert code == 0, err
   doc = json.loads(out_json.read_text())
   assert (doc["width"], doc["height"]) == (512, 512) and len(doc["detections"]) == 1

@@ -493,3 +493,39 @@ def test_unsupported_models_raise_naming_the_operator_and_tensor(tmp_path):
   garbage.write_bytes(b"\x00" * 7)
   with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
     networks.load(garbage)
+
+
+# -- photos to detections in one call -----------------------------------------------------
+
+
+def test_detect_images_is_the_composed_pipeline_and_matches_mediapipe():
+  case = mediapipe_data.load("face_short_range_astronaut")
+  image = mediapipe_data.photo(case)
+  images = np.stack([image, image[:, ::-1]])          # the photo and its mirror image
+  preset = presets.get("face_short_range")
+  det = jax.tree.map(np.asarray, ja.detect_images(images, preset, max_detections=8))
+  assert det.boxes.shape == (2, 8, 4)
+  net = network("face_short_range")
+  for i in range(2):
+    tensor, transform = ja.letterbox(images[i], preset.preprocessing)
+    raw_boxes, raw_scores = net(tensor[None])
+    want = jax.tree.map(np.asarray, pipeline.detect(raw_boxes[0], raw_scores[0], preset,
+                                                    max_detections=8, transform=transform))
+    np.testing.assert_array_equal(det.valid[i], want.valid)
+    for got_part, want_part in zip(det, want):
+      np.testing.assert_allclose(got_part[i], want_part, rtol=0, atol=1e-6)
+  a = case.arrays
+  n = len(a["final_scores"])
+  assert det.valid[0].sum() == n == det.valid[1].sum()
+  np.testing.assert_allclose(np.asarray(ja.to_xywh(det.boxes[0]))[:n], a["final_boxes"],
+                             rtol=0, atol=1e-4)
+  np.testing.assert_allclose(det.scores[0][:n], a["final_scores"], rtol=0, atol=1e-4)
+  # New weights are data, not a new program.
+  before = pipeline._detect_images._cache_size()
+  ja.detect_images(images, preset, max_detections=8,
+                   params={k: v * 1.01 for k, v in net.params.items()})
+  assert pipeline._detect_images._cache_size() == before
+  with pytest.raises(ValueError, match="has no shipped model"):
+    ja.detect_images(images, "ssdlite_coco", max_detections=8)
+  with pytest.raises(ValueError, match=r"images must have shape \[\.\.\., H, W, 3\]"):
+    ja.detect_images(images[..., :2], preset, max_detections=8)
