@@ -123,15 +123,21 @@ def test_detect_command_on_a_photo(tmp_path, runtime):
 
 def test_readme_code_runs(tmp_path, monkeypatch):
   blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-  assert len(blocks) == 2
+  assert len(blocks) == 3
   monkeypatch.chdir(tmp_path)
   quick_start = {}
-  exec(blocks[1], quick_start)  # noqa: S102 - our own README
+  exec(blocks[2], quick_start)  # noqa: S102 - our own README
   out = quick_start["postprocess"](np.zeros((2, 896, 16), np.float32),
                                    np.full((2, 896, 1), -5.0, np.float32))
   assert out.boxes.shape == (2, 10, 4) and not bool(out.valid.any())
-  for module in ("ai_edge_litert", "matplotlib", "skimage"):
+  for module in ("tflite", "matplotlib", "skimage"):
     pytest.importorskip(module, reason="the photo example needs the models and plot extras")
   photo = {}
   exec(blocks[0], photo)  # noqa: S102
   assert int(photo["faces"].valid.sum()) == 1 and (tmp_path / "faces.png").exists()
+  inside = {}
+  exec(blocks[1], inside)  # noqa: S102
+  images = np.stack([photo["image"]] * 2)
+  found = inside["find_faces"](inside["net"].params, images)
+  np.testing.assert_array_equal(found.valid.sum(axis=-1), [1, 1])
+  np.testing.assert_allclose(found.boxes[0], photo["faces"].boxes, rtol=0, atol=1e-6)

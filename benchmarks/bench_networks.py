@@ -1,0 +1,95 @@
+"""MediaPipe's detector networks: the JAX translation against LiteRT, same frames, same run.
+
+For each model and batch size B, the time per frame of
+
+* ours: ``jax.jit(network.apply)`` on a ``[B, h, w, 3]`` batch
+  (``jaxanchors.models.load_network``), weights and frames already on the device;
+* LiteRT: the ``.tflite`` in ``ai_edge_litert``'s interpreter with its default
+  XNNPACK delegate, one frame per ``invoke`` (the models have a fixed batch of
+  1), with LiteRT's default thread count and with 2 threads;
+
+and the compile time of ours for that shape (trace, lower and compile). Calls
+are interleaved and repeated; the table shows the median of the repeats.
+
+Run: ``python benchmarks/bench_networks.py`` (needs ``pip install -e '.[models]'``);
+``--models all`` for all five, ``--batches 1,8,64``, ``--kernels`` to list the
+XLA:CPU kernels of the B=1 program (see ``tools/xla_kernels.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+from _timing import per_call  # noqa: E402
+from jaxanchors import models  # noqa: E402
+
+
+def litert_runner(name: str, threads: int | None):
+  model = models.TFLiteModel.from_name(name, num_threads=threads)
+
+  def run(frames: np.ndarray) -> None:
+    for i in range(frames.shape[0]):
+      model(frames[i:i + 1])
+  return run
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--models", default="face_short_range,palm_full",
+                      help="comma-separated model names, or 'all'")
+  parser.add_argument("--batches", default="1,8,64")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--seconds", type=float, default=0.3, help="minimum time per measurement")
+  parser.add_argument("--kernels", action="store_true", help="print the B=1 kernel report")
+  args = parser.parse_args()
+  names = sorted(models.MODELS) if args.models == "all" else args.models.split(",")
+  batches = [int(b) for b in args.batches.split(",")]
+
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}")
+  print("| model | B | ours ms/frame | LiteRT default ms/frame | LiteRT 2 threads ms/frame "
+        "| ours / best LiteRT | compile s |")
+  print("|---|---|---|---|---|---|---|")
+  for name in names:
+    net = models.load_network(name)
+    params = jax.device_put(net.params)
+    fn = jax.jit(net.apply)
+    lite = {"default": litert_runner(name, None), "2 threads": litert_runner(name, 2)}
+    for batch in batches:
+      frames = np.random.default_rng(batch).uniform(
+          -1, 1, (batch,) + net.input_shape).astype(np.float32)
+      on_device = jax.device_put(frames)
+      t0 = time.perf_counter()
+      compiled = fn.lower(params, on_device).compile()
+      compile_s = time.perf_counter() - t0
+      if args.kernels and batch == 1:
+        import xla_kernels  # pylint: disable=import-outside-toplevel
+        print(xla_kernels.report(compiled.as_text()))
+      jax.block_until_ready(compiled(params, on_device))
+      ours, runs = [], {k: [] for k in lite}
+      for _ in range(args.repeats):
+        ours.append(per_call(lambda: jax.block_until_ready(compiled(params, on_device)),
+                             args.seconds) / batch)
+        for k, run in lite.items():
+          runs[k].append(per_call(lambda run=run: run(frames), args.seconds) / batch)
+      o = statistics.median(ours) * 1e3
+      lt = {k: statistics.median(v) * 1e3 for k, v in runs.items()}
+      best = min(lt.values())
+      print(f"| {name} | {batch} | {o:.2f} | {lt['default']:.2f} | {lt['2 threads']:.2f} "
+            f"| {o / best:.2f} | {compile_s:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
