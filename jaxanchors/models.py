@@ -61,6 +61,7 @@ __all__ = [
     "cache_root",
     "load_network",
     "model_path",
+    "save_tflite",
 ]
 
 MEDIAPIPE_VERSION = "0.10.21"
@@ -346,3 +347,27 @@ def load_network(name_or_path: str | os.PathLike[str], *,
                        "or the path of a .tflite file")
     raise FileNotFoundError(f"no such model file: {str(path)!r}")
   return networks.load(path)
+
+
+def save_tflite(network: Any, params: Any, path: str | os.PathLike[str]) -> pathlib.Path:
+  """Writes ``params`` into a copy of ``network``'s ``.tflite`` file at ``path``.
+
+  The copy is the source file with only its weight buffers changed (float16
+  weights rounded to nearest even, sparse ones at their stored positions), so
+  MediaPipe and LiteRT run it as they run the original. See
+  :meth:`jaxanchors.networks.Network.to_tflite` for what is refused.
+
+  Returns:
+    ``path`` as a :class:`pathlib.Path`.
+  """
+  data = network.to_tflite(params)
+  out = pathlib.Path(path)
+  fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", suffix=".part")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    os.replace(tmp, out)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+  return out

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import os
 import pathlib
@@ -67,7 +68,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-__all__ = ["Network", "ParamSource", "load"]
+__all__ = ["Network", "NetworkOutput", "ParamSource", "densify", "load", "sparse_positions"]
 
 # TFLite schema enums, by value (schema.fbs).
 _FLOAT32, _FLOAT16, _INT32, _UINT8, _INT64, _INT8, _FLOAT64, _UINT16 = 0, 1, 2, 3, 4, 9, 10, 16
@@ -93,6 +94,10 @@ class ParamSource(NamedTuple):
     dtype: the stored element type, ``"float32"`` or ``"float16"``.
     sparse: whether the stored tensor is sparse (decoded by ``DENSIFY``).
     shape: the dense shape of the parameter.
+    offset: byte offset of the stored values within the file.
+    positions: for a sparse tensor, ``int64 [nnz, rank]``, the dense index of
+      each stored value in storage order (the rest is pruned: zero); ``None``
+      for a dense one.
   """
 
   tensor: int
@@ -100,6 +105,8 @@ class ParamSource(NamedTuple):
   dtype: str
   sparse: bool
   shape: tuple[int, ...]
+  offset: int
+  positions: np.ndarray | None = None
 
 
 class _Op(NamedTuple):
@@ -162,13 +169,12 @@ def _index_vector(schema: Any, kind: int, table: Any) -> np.ndarray:
   return vec.ValuesAsNumpy().astype(np.int64)
 
 
-def densify(values: np.ndarray, shape: Sequence[int], traversal_order: Sequence[int],
-            dims: Sequence[tuple[str, int, np.ndarray | None, np.ndarray | None]],
-            where: str = "tensor") -> np.ndarray:
-  """Decodes a TFLite sparse tensor (``SparsityParameters``) into a dense array.
+def sparse_positions(shape: Sequence[int], traversal_order: Sequence[int],
+                     dims: Sequence[tuple[str, int, np.ndarray | None, np.ndarray | None]],
+                     where: str = "tensor") -> np.ndarray:
+  """Where the stored values of a TFLite sparse tensor (``SparsityParameters``) go.
 
   Args:
-    values: the stored non-zero values, in traversal order.
     shape: the dense shape.
     traversal_order: the order in which dimensions are traversed (its length
       is the rank: block dimensions are not supported).
@@ -178,7 +184,8 @@ def densify(values: np.ndarray, shape: Sequence[int], traversal_order: Sequence[
     where: name used in error messages.
 
   Returns:
-    The dense array, of ``values``' dtype, zeros where nothing is stored.
+    ``int64 [nnz, rank]``: the dense index of each stored value, in storage
+    order.
   """
   rank = len(shape)
   if sorted(traversal_order) != list(range(rank)) or len(dims) != rank:
@@ -206,12 +213,24 @@ def densify(values: np.ndarray, shape: Sequence[int], traversal_order: Sequence[
       if new.shape[0] != child.shape[0] or np.any(new >= shape[traversal_order[level]]):
         raise _error(where, f"sparse dimension {level} has indices out of range")
     coords = np.concatenate([coords[child], new[:, None]], axis=1)
-  if coords.shape[0] != values.shape[0]:
-    raise _error(where, f"{values.shape[0]} stored values for {coords.shape[0]} positions")
-  dense = np.zeros(tuple(shape), values.dtype)
   natural = np.empty_like(coords)
   natural[:, list(traversal_order)] = coords
-  dense[tuple(natural.T)] = values
+  return natural
+
+
+def densify(values: np.ndarray, shape: Sequence[int], traversal_order: Sequence[int],
+            dims: Sequence[tuple[str, int, np.ndarray | None, np.ndarray | None]],
+            where: str = "tensor") -> np.ndarray:
+  """Decodes a TFLite sparse tensor into a dense array (zeros where nothing is stored).
+
+  ``values`` are the stored values in storage order; the other arguments are
+  those of :func:`sparse_positions`.
+  """
+  positions = sparse_positions(shape, traversal_order, dims, where)
+  if positions.shape[0] != values.shape[0]:
+    raise _error(where, f"{values.shape[0]} stored values for {positions.shape[0]} positions")
+  dense = np.zeros(tuple(shape), values.dtype)
+  dense[tuple(positions.T)] = values
   return dense
 
 
@@ -275,6 +294,18 @@ class _Reader:
       return None
     return buf.DataAsNumpy()
 
+  def buffer_span(self, t: int) -> tuple[int, int]:
+    """``(offset, size)`` in bytes of tensor ``t``'s stored data within the file."""
+    buf = self.model.Buffers(self.sg.Tensors(t).Buffer())
+    if buf.Offset() > 1:
+      return int(buf.Offset()), int(buf.Size())
+    data = buf.DataAsNumpy()
+    base = np.frombuffer(self.data, np.uint8)
+    offset = data.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    if not 0 <= offset <= len(self.data) - data.nbytes:
+      raise ValueError(f"{self.where(t)}: cannot locate its data in the file")
+    return int(offset), int(data.nbytes)
+
   def constant(self, t: int) -> np.ndarray | None:
     """Tensor ``t``'s stored value (dense tensors only), or None."""
     raw = self.buffer_data(t)
@@ -292,11 +323,10 @@ class _Reader:
                        f"{list(self.shape(t))}")
     return values.reshape(self.shape(t))
 
-  def densified(self, t: int) -> np.ndarray:
-    """Decodes the sparse constant tensor ``t``."""
+  def sparse_layout(self, t: int) -> np.ndarray:
+    """The dense positions of the sparse constant tensor ``t``'s stored values."""
     sparsity = self.sg.Tensors(t).Sparsity()
-    values = self.constant(t)
-    if sparsity is None or values is None:
+    if sparsity is None or self.buffer_data(t) is None:
       raise ValueError(f"{self.where(t)}, input of DENSIFY, is not a sparse constant")
     if sparsity.BlockMapLength():
       raise ValueError(f"{self.where(t)}: block-sparse tensors are not supported")
@@ -310,7 +340,19 @@ class _Reader:
         dims.append(("SPARSE_CSR", 0,
                      _index_vector(self.schema, m.ArraySegmentsType(), m.ArraySegments()),
                      _index_vector(self.schema, m.ArrayIndicesType(), m.ArrayIndices())))
-    return densify(values, self.shape(t), order, dims, where=self.where(t))
+    return sparse_positions(self.shape(t), order, dims, where=self.where(t))
+
+  def densified(self, t: int) -> np.ndarray:
+    """Decodes the sparse constant tensor ``t``."""
+    positions = self.sparse_layout(t)
+    values = self.constant(t)
+    assert values is not None
+    if positions.shape[0] != values.shape[0]:
+      raise ValueError(f"{self.where(t)}: {values.shape[0]} stored values for "
+                       f"{positions.shape[0]} positions")
+    dense = np.zeros(self.shape(t), values.dtype)
+    dense[tuple(positions.T)] = values
+    return dense
 
   # -- operators ------------------------------------------------------------ #
 
@@ -396,8 +438,14 @@ def _parse(data: bytes, path: str) -> tuple[_Graph, dict[str, np.ndarray], dict[
       if stored_type is None:
         raise ValueError(f"{r.where(stored)}: weights stored as type {r.dtype(stored)} are "
                          "not supported")
-      sources[key] = ParamSource(stored, int(sg.Tensors(stored).Buffer()), stored_type,
-                                 sg.Tensors(stored).Sparsity() is not None, value.shape)
+      sparse = sg.Tensors(stored).Sparsity() is not None
+      offset, size = r.buffer_span(stored)
+      positions = r.sparse_layout(stored) if sparse else None
+      count = positions.shape[0] if sparse else value.size
+      if size != count * (4 if stored_type == "float32" else 2):
+        raise ValueError(f"{r.where(stored)}: {size} stored bytes for {count} values")
+      sources[key] = ParamSource(stored, int(sg.Tensors(stored).Buffer()), stored_type, sparse,
+                                 value.shape, offset, positions)
       param_tensors[key] = t
     return key_of[stored]
 
@@ -833,6 +881,8 @@ class Network:
       several operators appears once (so it stays tied when trained).
     sources: for each parameter, where it is stored in the file
       (:class:`ParamSource`).
+    sha256: digest of the file's bytes when it was read (:meth:`to_tflite`
+      writes into a copy of exactly those bytes).
     input_shape: ``(height, width, channels)`` of one input image.
     num_anchors: ``N``, rows of both outputs.
     num_coords: last dimension of ``raw_boxes``.
@@ -842,6 +892,7 @@ class Network:
   path: pathlib.Path
   params: dict[str, np.ndarray]
   sources: dict[str, ParamSource]
+  sha256: str
   graph: _Graph = dataclasses.field(repr=False)
 
   @property
@@ -910,6 +961,76 @@ class Network:
     return _apply_batched(params, images, graph=self.graph, dtype=jnp.float32,
                           keep=frozenset(int(t) for t in tensors))
 
+  def trainable_mask(self) -> dict[str, np.ndarray]:
+    """``{key: bool array}``: True where a weight is stored in the file.
+
+    Dense parameters are all True; a sparse (pruned) one is True at its stored
+    positions only. :meth:`to_tflite` can write back only those positions, so
+    training must keep the others at zero, e.g. by multiplying the updates::
+
+        mask = network.trainable_mask()
+        keep_pruned = optax.stateless(
+            lambda updates, params: jax.tree.map(lambda u, m: u * m, updates, mask))
+        optimizer = optax.chain(optax.adam(1e-3), keep_pruned)
+    """
+    out = {}
+    for key, source in self.sources.items():
+      mask = np.ones(source.shape, bool)
+      if source.positions is not None:
+        mask[:] = False
+        mask[tuple(source.positions.T)] = True
+      out[key] = mask
+    return out
+
+  def to_tflite(self, params: Mapping[str, ArrayLike]) -> bytes:
+    """A copy of the source ``.tflite`` file with ``params`` written into its weights.
+
+    Float16 weights are rounded to nearest even, float32 ones written as they
+    are, sparse ones at their stored positions; nothing else in the file
+    changes, so the stored params give back the file byte for byte, and any
+    runtime that ran the original runs the copy.
+
+    Raises:
+      ValueError: missing or extra keys, a shape that differs, a non-zero value
+        at a pruned (not stored) position of a sparse weight, a value that is
+        not finite or overflows float16, or a source file that changed since it
+        was read.
+    """
+    if not isinstance(params, Mapping) or set(params) != set(self.sources):
+      got = set(params) if isinstance(params, Mapping) else set()
+      raise ValueError(f"params must have the keys of network.params; missing "
+                       f"{sorted(set(self.sources) - got)[:5]}, unexpected "
+                       f"{sorted(got - set(self.sources))[:5]}")
+    data = bytearray(self.path.read_bytes())
+    if hashlib.sha256(data).hexdigest() != self.sha256:
+      raise ValueError(f"{self.path} changed since it was read; load it again")
+    for key, source in self.sources.items():
+      value = np.asarray(params[key], np.float32)
+      if value.shape != source.shape:
+        raise ValueError(f"params[{key!r}] has shape {list(value.shape)}, expected "
+                         f"{list(source.shape)}")
+      if not np.isfinite(value).all():
+        raise ValueError(f"params[{key!r}] has non-finite values")
+      if source.positions is not None:
+        at = tuple(source.positions.T)
+        pruned = value.copy()
+        pruned[at] = 0
+        if np.any(pruned != 0):
+          raise ValueError(f"params[{key!r}] is non-zero at {int(np.count_nonzero(pruned))} "
+                           "pruned positions, which the file cannot store (keep them at "
+                           "zero: see trainable_mask)")
+        value = value[at]
+      if source.dtype == "float16":
+        with np.errstate(over="ignore"):
+          stored = value.astype(np.float16)  # rounds to nearest even
+        if not np.isfinite(stored).all():
+          raise ValueError(f"params[{key!r}] overflows float16 (|value| > 65504)")
+      else:
+        stored = value
+      raw = stored.astype(stored.dtype.newbyteorder("<")).tobytes()
+      data[source.offset:source.offset + len(raw)] = raw
+    return bytes(data)
+
   def _dtype(self, dtype: Any) -> Any:
     key = dtype if isinstance(dtype, str) else getattr(jnp.dtype(dtype), "name", None)
     if key not in _DTYPES:
@@ -945,10 +1066,10 @@ class Network:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(path: str, size: int, mtime_ns: int) -> tuple[_Graph, dict, dict]:
+def _load_cached(path: str, size: int, mtime_ns: int) -> tuple[_Graph, dict, dict, str]:
   del size, mtime_ns   # part of the cache key only
   data = pathlib.Path(path).read_bytes()
-  return _parse(data, path)
+  return _parse(data, path) + (hashlib.sha256(data).hexdigest(),)
 
 
 def load(path: str | os.PathLike[str]) -> Network:
@@ -963,5 +1084,5 @@ def load(path: str | os.PathLike[str]) -> Network:
   """
   p = pathlib.Path(path)
   stat = p.stat()
-  graph, params, sources = _load_cached(str(p), stat.st_size, stat.st_mtime_ns)
-  return Network(p, {k: v.copy() for k, v in params.items()}, dict(sources), graph)
+  graph, params, sources, digest = _load_cached(str(p), stat.st_size, stat.st_mtime_ns)
+  return Network(p, {k: v.copy() for k, v in params.items()}, dict(sources), digest, graph)

@@ -529,3 +529,87 @@ def test_detect_images_is_the_composed_pipeline_and_matches_mediapipe():
     ja.detect_images(images, "ssdlite_coco", max_detections=8)
   with pytest.raises(ValueError, match=r"images must have shape \[\.\.\., H, W, 3\]"):
     ja.detect_images(images[..., :2], preset, max_detections=8)
+
+
+# -- writing weights back into a .tflite ---------------------------------------------------
+
+
+def _float16_rounded(net: networks.Network, params: dict) -> dict:
+  return {k: (np.float32(np.float16(v)) if net.sources[k].dtype == "float16" else np.float32(v))
+          for k, v in params.items()}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_written_tflite_runs_in_litert_as_the_jax_network(name, tmp_path):
+  """Unchanged params give the file byte for byte; changed params give a file whose
+  LiteRT outputs equal the JAX network on the float16-rounded params (1e-5 of scale)."""
+  net = network(name)
+  assert net.to_tflite(net.params) == net.path.read_bytes()
+  rng = np.random.default_rng(3)
+  mask = net.trainable_mask()
+  changed = {k: v * (1 + 0.1 * rng.standard_normal(v.shape).astype(np.float32)) * mask[k]
+             for k, v in net.params.items()}
+  path = models.save_tflite(net, changed, tmp_path / f"{name}.tflite")
+  assert path.stat().st_size == net.path.stat().st_size
+  rounded = _float16_rounded(net, changed)
+  reloaded = models.load_network(path)
+  for key, value in rounded.items():
+    np.testing.assert_array_equal(reloaded.params[key].view(np.uint32), value.view(np.uint32),
+                                  err_msg=key)
+  x, boxes, _, _ = batch_run(name)
+  ours = net.apply(rounded, x)                      # the compiled program of batch_run
+  model = models.TFLiteModel(path)
+  for i in range(x.shape[0]):
+    want_boxes, want_scores = model(x[i:i + 1])
+    assert rel_error(ours.raw_boxes[i], want_boxes[0]) <= 1e-5
+    assert rel_error(ours.raw_scores[i], want_scores[0]) <= 1e-5
+  assert rel_error(ours.raw_boxes, boxes) > 1e-3      # the new weights did change the outputs
+
+
+def test_writing_back_refuses_what_the_file_cannot_store():
+  net = network("face_full_range")
+  sparse = next(k for k, s in net.sources.items() if s.sparse)
+  dense = next(k for k, s in net.sources.items() if s.dtype == "float16" and not s.sparse)
+  mask = net.trainable_mask()
+  assert not mask[sparse].all() and mask[dense].all()
+  assert (net.params[sparse][~mask[sparse]] == 0).all()
+  filled = net.params[sparse] + (~mask[sparse]) * np.float32(0.5)
+  with pytest.raises(ValueError, match=rf"params\['{sparse}'\] is non-zero at \d+ pruned"):
+    net.to_tflite({**net.params, sparse: filled})
+  with pytest.raises(ValueError, match="overflows float16"):
+    net.to_tflite({**net.params, dense: net.params[dense] + 1e5})
+  with pytest.raises(ValueError, match="non-finite"):
+    net.to_tflite({**net.params, dense: net.params[dense] * np.nan})
+  with pytest.raises(ValueError, match="has shape"):
+    net.to_tflite({**net.params, dense: net.params[dense][:1]})
+  with pytest.raises(ValueError, match="missing"):
+    net.to_tflite({k: v for k, v in net.params.items() if k != dense})
+
+
+def test_masked_updates_keep_pruned_weights_exactly_zero():
+  """The trainable_mask recipe: 100 optax steps move stored weights, never pruned ones."""
+  optax = pytest.importorskip("optax", reason="the recipe uses optax (the 'train' extra)")
+  net = network("pose")
+  mask = net.trainable_mask()
+  params = {k: jnp.asarray(v) for k, v in net.params.items()}
+  target = jax.tree.map(lambda v: jnp.ones_like(v), params)
+  keep_pruned = optax.stateless(
+      lambda updates, params: jax.tree.map(lambda u, m: u * m, updates, mask))
+  optimizer = optax.chain(optax.adamw(1e-2, weight_decay=1e-2), keep_pruned)
+  state = optimizer.init(params)
+
+  @jax.jit
+  def step(params, state):
+    grads = jax.grad(lambda p: sum(jnp.sum((p[k] - target[k]) ** 2) for k in p))(params)
+    updates, state = optimizer.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  for _ in range(100):
+    params, state = step(params, state)
+  sparse = [k for k, s in net.sources.items() if s.sparse]
+  assert sparse
+  for k in sparse:
+    value = np.asarray(params[k])
+    assert (value[~mask[k]] == 0).all(), k
+    assert np.abs(value[mask[k]] - net.params[k][mask[k]]).max() > 0.5, k
+  net.to_tflite({k: np.asarray(v) for k, v in params.items()})   # writable
