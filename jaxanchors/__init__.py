@@ -3,6 +3,7 @@
 from jaxanchors import boxes
 from jaxanchors import losses
 from jaxanchors import matching
+from jaxanchors import ops
 from jaxanchors import presets
 from jaxanchors.anchors import AnchorLayer
 from jaxanchors.anchors import AnchorOptions
@@ -81,6 +82,7 @@ __all__ = (
     "mine_hard_negatives",
     "non_max_suppression",
     "num_anchors",
+    "ops",
     "overlap",
     "pairwise_overlap",
     "presets",
