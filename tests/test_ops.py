@@ -305,6 +305,17 @@ def test_live_against_torchvision():
     idxs = rng.integers(0, 4, n)
     thr = float(rng.choice([0.0, 0.3, 0.5, 1.0]))
     tb, ts = torch.from_numpy(boxes), torch.from_numpy(scores)
-    np.testing.assert_array_equal(_kept(ops.nms(boxes, scores, thr)), tvo.nms(tb, ts, thr).numpy())
+    pb, ps, pk = _padded(Case(0, boxes, scores, idxs, thr, None, None, None))  # one compilation
+    np.testing.assert_array_equal(_kept(ops.nms(pb, ps, thr)), tvo.nms(tb, ts, thr).numpy())
     want = tvo.batched_nms(tb, ts, torch.from_numpy(idxs), thr).numpy()
-    np.testing.assert_array_equal(_kept(ops.batched_nms(boxes, scores, idxs, thr)), want)
+    np.testing.assert_array_equal(_kept(ops.batched_nms(pb, ps, pk, thr)), want)
+
+
+def test_readme_example(capsys):
+  text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+  section = text.split("### torchvision-style ops", 1)[1]
+  code = section.split("```py\n", 1)[1].split("```", 1)[0]
+  exec(code, {})  # noqa: S102 - our own README
+  printed = capsys.readouterr().out.strip()
+  comment = code.strip().splitlines()[-1].split("#")[1].strip()
+  assert printed == comment == "[ 0  1  2 -1] 3"
