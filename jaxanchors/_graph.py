@@ -194,7 +194,8 @@ def message_class(name: str) -> type:
 
 GraphConfig = message_class("CalculatorGraphConfig")
 
-# The calculators that make up an SSD detector graph (and the older TfLite names).
+# The calculators of an SSD detector graph, one of each, and their options. (Graphs from
+# before late 2020, with TfLiteTensorsToDetections and ImageTransformation, are not read.)
 SSD_CALCULATORS = {
     "SsdAnchorsCalculator": "SsdAnchorsCalculatorOptions",
     "TensorsToDetectionsCalculator": "TensorsToDetectionsCalculatorOptions",

@@ -248,7 +248,9 @@ def from_graph(path: str | os.PathLike[str], *, subgraphs: Iterable[str | os.Pat
   itself). The node's options become the subgraph's graph options, and
   ``option_value: "dest:src"`` fields are copied from them as in MediaPipe.
   :func:`jaxanchors.models.graph_path` extracts the graphs of the
-  ``mediapipe`` wheel, the subgraphs it compiles in included.
+  ``mediapipe`` wheel, the subgraphs it compiles in included. Graphs from
+  before late 2020 (``TfLiteTensorsToDetectionsCalculator`` and
+  ``ImageTransformationCalculator``) are not read.
 
   Args:
     path: the graph file.
