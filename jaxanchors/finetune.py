@@ -370,15 +370,17 @@ def loss(params: Mapping[str, ArrayLike], images: ArrayLike, gt_boxes: ArrayLike
 # -- what to train ---------------------------------------------------------------------
 
 
-_PASS_THROUGH = ("RESHAPE", "CONCATENATION")
+_LAYOUT = ("RESHAPE", "CONCATENATION", "DEPTH_TO_SPACE", "PAD")
 
 
 def head_keys(network: Any) -> frozenset[str]:
   """The parameters of the network's SSD heads: the last convolutions before the outputs.
 
-  Walks back from both outputs through ``RESHAPE`` and ``CONCATENATION`` to the
-  operators that produce them (the head convolutions) and returns the keys of
-  their weights and biases.
+  Walks back from both outputs through layout operators (``RESHAPE``,
+  ``CONCATENATION``, ``DEPTH_TO_SPACE``, ``PAD``) and depthwise convolutions
+  to the first ``CONV_2D`` on each path, and returns the weights and biases
+  of those convolutions and of the depthwise ones passed on the way (face
+  full range ends each head in a depthwise convolution and a depth-to-space).
 
   Args:
     network: a :class:`~jaxanchors.networks.Network`.
@@ -387,7 +389,7 @@ def head_keys(network: Any) -> frozenset[str]:
     frozenset of keys of ``network.params``.
 
   Raises:
-    ValueError: an output not produced by a convolution behind reshapes.
+    ValueError: an output path that meets another operator before a ``CONV_2D``.
 
   Examples:
     >>> from jaxanchors import models
@@ -398,17 +400,22 @@ def head_keys(network: Any) -> frozenset[str]:
   producer = {op.output: op for op in graph.ops}
   keys: set[str] = set()
   stack = [graph.boxes, graph.scores]
+  seen: set[int] = set()
   while stack:
-    op = producer.get(stack.pop())
+    tensor = stack.pop()
+    if tensor in seen:
+      continue
+    seen.add(tensor)
+    op = producer.get(tensor)
     if op is None:
-      raise ValueError("a network output is not produced by an operator")
-    if op.kind in _PASS_THROUGH:
-      stack.extend(i for i in op.inputs if isinstance(i, int))
-    elif op.kind == "CONV_2D":
+      raise ValueError("a network output path reaches the input without a CONV_2D head")
+    if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
       keys.update(i for i in op.inputs if isinstance(i, str))
-    else:
-      raise ValueError(f"a network output comes from {op.kind}, not from a CONV_2D head "
-                       f"behind {' / '.join(_PASS_THROUGH)}")
+    elif op.kind not in _LAYOUT:
+      raise ValueError(f"a network output comes from {op.kind} before any CONV_2D head "
+                       f"(expected {' / '.join(_LAYOUT)} after the head convolutions)")
+    if op.kind != "CONV_2D":
+      stack.extend(i for i in op.inputs if isinstance(i, int))
   return frozenset(keys)
 
 

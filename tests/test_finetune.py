@@ -244,6 +244,28 @@ def test_training_lowers_the_loss_and_a_frozen_backbone_stays_bit_identical(netw
       np.testing.assert_array_equal(value, network.params[key], err_msg=key)
 
 
+def test_update_mask_keeps_the_pruned_positions_of_a_sparse_model():
+  try:
+    sparse = models.load_network("face_full_range")
+  except (OSError, RuntimeError) as e:
+    pytest.skip(f"face_full_range model unavailable: {e}")
+  stored = sparse.trainable_mask()
+  pruned = [k for k, m in stored.items() if not m.all()]
+  assert pruned  # the full-range model stores pruned weights
+  everything = finetune.update_mask(sparse)
+  heads = finetune.head_keys(sparse)
+  # Each head: a 1x1 convolution, then a depthwise convolution and DEPTH_TO_SPACE.
+  convs = {k for k in heads if k.endswith("Conv2D_dequantize")}
+  assert len(heads) == 8 and len(convs) == 2
+  assert {k.split("/")[2] for k in convs} == {"classifier_face_4_NO_PRUNING",
+                                              "regressor_face_4_NO_PRUNING"}
+  only_heads = finetune.update_mask(sparse, freeze_backbone=True)
+  for key, m in stored.items():
+    np.testing.assert_array_equal(everything[key], m.astype(np.float32), err_msg=key)
+    np.testing.assert_array_equal(only_heads[key], m if key in heads else np.zeros_like(m),
+                                  err_msg=key)
+
+
 def test_masked_keeps_masked_entries_exactly():
   params = {"a": jnp.ones((3, 2)), "b": jnp.arange(4.0)}
   mask = {"a": np.array([[1, 0], [0, 1], [1, 1]], np.float32), "b": np.zeros(4, np.float32)}
