@@ -254,7 +254,8 @@ def pseudo_keypoints(network: Any, faces: np.ndarray) -> np.ndarray:
 
 def main(*, steps: int = 600, train_images: int = 70, eval_images: int = 30, batch: int = 32,
          learning_rate: float = 2e-3, backbone_layers: int = 8, seed: int = 0,
-         out: str = "face_rotated.tflite", litert_frames: int = 64, verbose: bool = True) -> dict[str, Any]:
+         out: str = "face_rotated.tflite", litert_frames: int = 64,
+         verbose: bool = True) -> dict[str, Any]:
   """Fine-tunes, evaluates, writes ``out`` and checks it in LiteRT; returns the numbers."""
   start = time.perf_counter()
   say = print if verbose else (lambda *a, **k: None)

@@ -35,13 +35,14 @@ Contract:
   A batch's loss is the **mean over its frames** of these per-frame losses,
   so a batch of ``B`` frames gives the average of ``B`` one-frame losses.
 * Training only part of the network: :func:`head_keys` names the parameters
-  of the last convolutions feeding the output reshapes (the SSD heads);
-  :func:`update_mask` combines "heads only" (``freeze_backbone=True``) with
+  of the last convolutions feeding the output reshapes (the SSD heads),
+  :func:`top_keys` adds the last few backbone layers; :func:`update_mask`
+  combines "heads only" (``freeze_backbone=True``) or any set of keys with
   :meth:`Network.trainable_mask <jaxanchors.networks.Network.trainable_mask>`
   (the stored positions of sparse weights, which
-  :func:`jaxanchors.models.save_tflite` can write); :func:`masked` multiplies
-  any optax optimizer's updates by such a mask, so masked entries keep their
-  values exactly.
+  :func:`jaxanchors.models.save_tflite` can write); :func:`masked` zeroes
+  any optax optimizer's updates where such a mask is 0, so those entries keep
+  their values exactly.
 """
 
 from __future__ import annotations
@@ -481,7 +482,7 @@ def update_mask(network: Any, *, freeze_backbone: bool = False,
 
 
 def masked(optimizer: Any, mask: Mapping[str, ArrayLike]) -> Any:
-  """``optimizer`` followed by multiplying its updates by ``mask`` (an optax transformation).
+  """``optimizer`` followed by zeroing its updates where ``mask`` is 0 (an optax transformation).
 
   Where the mask is 0 the update is exactly 0, so those weights keep their
   values bit for bit (pruned weights stay zero, a frozen backbone stays as

@@ -81,7 +81,10 @@ def _encoded_outputs(boxes, keypoints, valid, logit=20.0):
   matches = ja.match(sized, boxes, valid, finetune.LossOptions().matcher)
   rows = np.asarray(matches.indices)
   safe = np.clip(rows, 0, M - 1)
-  take = lambda x: np.take_along_axis(x, safe.reshape(safe.shape + (1,) * (x.ndim - 2)), 1)  # noqa: E731
+
+  def take(x):  # the matched ground-truth row of every anchor
+    return np.take_along_axis(x, safe.reshape(safe.shape + (1,) * (x.ndim - 2)), 1)
+
   raw = np.asarray(ja.encode(take(boxes), take(keypoints), anchors, PRESET.decoder))
   raw = np.where(rows[..., None] >= 0, raw, 0.0).astype(np.float32)
   scores = np.where(rows[..., None] >= 0, logit, -logit).astype(np.float32)
