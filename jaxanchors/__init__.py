@@ -1,6 +1,7 @@
 """jaxanchors: MediaPipe's SSD anchors, box decoding and NMS as pure JAX functions."""
 
 from jaxanchors import boxes
+from jaxanchors import finetune
 from jaxanchors import losses
 from jaxanchors import matching
 from jaxanchors import ops
@@ -73,6 +74,7 @@ __all__ = (
     "detect",
     "detect_images",
     "encode",
+    "finetune",
     "from_xywh",
     "generate_anchors",
     "letterbox",
