@@ -5,16 +5,20 @@
 * :class:`count_traces` counts how often a jitted function is traced, from
   JAX's own compile events (``jax.monitoring``, the events behind
   ``jax.log_compiles``): the package carries no counters of its own.
+* :func:`sweep` gives a slow randomised sweep fewer examples in CI than under
+  ``HYPOTHESIS_PROFILE=dev``.
 * :func:`reference_dicts` turns :class:`~jaxanchors.Detections` slots into the
   dicts the NumPy references in ``tests/reference`` read and write.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import hypothesis
 import jax
 import jax.monitoring
 import numpy as np
@@ -23,6 +27,18 @@ F32 = np.float32
 
 # ``../shared/golden`` beside the project: MediaPipe's golden anchor files.
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+
+
+# -- hypothesis ---------------------------------------------------------------------
+
+
+def sweep(ci_examples: int) -> hypothesis.settings:
+  """Settings of a slow randomised sweep whose code paths other CI tests cover
+  too: ``ci_examples`` examples under the CI profile (the default), the
+  profile's own number otherwise (``HYPOTHESIS_PROFILE=dev``: 300)."""
+  if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci":
+    return hypothesis.settings(max_examples=ci_examples)
+  return hypothesis.settings()
 
 
 # -- three ways ---------------------------------------------------------------------

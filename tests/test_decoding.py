@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import jaxanchors as ja
 from jaxanchors import presets
-from _util import count_traces, reference_dicts, three_ways
+from _util import count_traces, reference_dicts, sweep, three_ways
 from reference.decoding import postprocessed_to_detections, tensors_to_detections
 
 F32 = np.float32
@@ -140,6 +140,9 @@ def decoder_cases(draw):
   return raw_boxes.astype(F32), raw_scores.astype(F32), anchors.astype(F32), options
 
 
+# Each example compiles three programs; the presets and the hand-written cases
+# below cover the same code paths, so CI draws 20 examples (dev: 300).
+@sweep(20)
 @given(decoder_cases())
 def test_matches_reference_on_random_cases(case):
   check_against_reference(*case)

@@ -21,7 +21,7 @@ from jaxanchors.detections import Detections
 from jaxanchors.nms import NmsAlgorithm
 from jaxanchors.nms import NmsOptions
 from jaxanchors.nms import non_max_suppression
-from _util import count_traces, eager_and_jit, reference_dicts
+from _util import count_traces, eager_and_jit, reference_dicts, sweep
 from reference.nms import non_max_suppression as ref_nms
 
 F32 = np.float32
@@ -242,6 +242,9 @@ def test_default_matches_reference(data):
   _check_three_ways(cases, o, MAX_DETECTIONS)
 
 
+# The slowest NMS sweep; the hand-written and larger cases below cover the same
+# engines and options, so CI draws 30 examples (dev: 300).
+@sweep(30)
 @given(data=st.data())
 def test_weighted_matches_reference(data):
   o, k = data.draw(st.sampled_from(POOL["WEIGHTED"]))
