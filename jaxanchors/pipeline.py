@@ -150,8 +150,9 @@ def _detect_prefiltered(raw_boxes, raw_scores, anchors, options: PipelineOptions
     def run(raw_boxes, raw_scores, words, counts):
       src = compaction.compact(words, counts, n, size)
       at = jnp.minimum(src, n - 1)
-      d = decode_rows(compaction.take(raw_boxes, at), compaction.take(raw_scores, at),
-                      anchors[at], dec, candidate=src < n)
+      rows, anchor_rows = compaction.take(raw_boxes, at), anchors[at]
+      d = decode_rows(rows, compaction.take(raw_scores, at), anchor_rows, dec,
+                      candidate=src < n)
       return suppress_compacted(d, options.nms, slots=max_detections)[0]
     return run
 
