@@ -157,6 +157,7 @@ _KEPT_CHUNK = 256
 # saves kernels, and as int32 beyond.
 _FLOAT_SLOTS_MAX = 2**24
 
+
 def _resolve(options: Any) -> NmsOptions:
   return v.resolve_options(options, NmsOptions, "nms")
 

@@ -17,6 +17,7 @@ hypothesis.settings.register_profile(
 hypothesis.settings.register_profile("dev", max_examples=300, deadline=None)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+
 @pytest.fixture
 def golden_dir() -> Path:
   """``../shared/golden`` beside the project; skips when it is not there."""
