@@ -21,7 +21,7 @@ Three implementations, checked to agree (``allclose`` at 1e-5) in the run:
 Times are medians over repeated rounds (the implementations are interleaved in
 each round, so machine noise hits them alike). Run::
 
-  /root/venv/bin/python benchmarks/bench_anchors.py
+  python benchmarks/bench_anchors.py
 """
 
 from __future__ import annotations

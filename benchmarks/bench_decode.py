@@ -43,9 +43,9 @@ decode's count (inputs + anchors + all ``Detections`` outputs) divided by the
 decoder's time, i.e. the same work for all three; for ceilings, their own bytes.
 Times are medians over rounds in which all implementations are interleaved.
 
-Run (torch lives in the bench venv)::
+Run from the project root (``pip install torch`` for the torch rows)::
 
-  /root/benchvenv/bin/python benchmarks/bench_decode.py
+  python benchmarks/bench_decode.py
 """
 
 from __future__ import annotations

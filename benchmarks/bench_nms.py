@@ -1,11 +1,13 @@
 """NMS benchmark: ``jaxanchors.nms.non_max_suppression`` vs torchvision, NumPy and PyTorch loops.
 
-Run by hand (never from the test suite), in a venv that also has torch and
-torchvision for the peer rows (without them those rows say "not installed")::
+Run by hand (never from the test suite), from the project root, in an
+environment with jaxanchors installed (``pip install -e .``) and, for the peer
+rows, torch and torchvision (``pip install torch torchvision``; without them
+those rows say "not installed")::
 
-    /root/benchvenv/bin/python benchmarks/bench_nms.py            # print the tables
-    /root/benchvenv/bin/python benchmarks/bench_nms.py --write    # and update RESULTS.md
-    /root/benchvenv/bin/python benchmarks/bench_nms.py --quick    # fewer repetitions
+    python benchmarks/bench_nms.py            # print the tables
+    python benchmarks/bench_nms.py --write    # and update RESULTS.md
+    python benchmarks/bench_nms.py --quick    # fewer repetitions
 
 (a) **BlazeFace-like frames.** A batch of 64 frames of 896 detections with 6
     keypoints: 1-4 faces per frame, each a cluster of 5-20 overlapping boxes
@@ -20,7 +22,7 @@ torchvision for the peer rows (without them those rows say "not installed")::
     * ``torchvision.ops.nms loop``: hard NMS at IoU 0.3, a Python loop over
       frames (``boxes[valid]``, ``scores[valid]``, ``nms``): a different
       (cheaper) algorithm, the usual fast peer.
-    * ``numpy weighted loop``: MediaPipe's WEIGHTED semantics (spec §3.5),
+    * ``numpy weighted loop``: MediaPipe's WEIGHTED semantics (docs/semantics.md §3.5),
       one vectorized step per emitted detection; the run checks ours against
       it (same detections and order, boxes and keypoints within 1e-6).
     * ``torch weighted (port style)``: weighted NMS as the well-known
@@ -67,6 +69,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxanchors import _compaction as compaction
 from jaxanchors import nms
 from jaxanchors.boxes import OverlapType
 from jaxanchors.detections import Detections
@@ -81,7 +84,7 @@ except ImportError:  # the peer rows are skipped
 F32 = np.float32
 IOU = OverlapType.INTERSECTION_OVER_UNION
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-HEADING = "## NMS (issue 4)"
+HEADING = "## NMS"
 
 
 # -- data ----------------------------------------------------------------------------
@@ -124,7 +127,7 @@ def random_boxes(n: int = 20000, seed: int = 0):
 
 
 def _mp_rects(boxes):
-  """MediaPipe's float32 rectangle: rebuilt xmax/ymax and area (spec §3.3)."""
+  """MediaPipe's float32 rectangle: rebuilt xmax/ymax and area (docs/semantics.md §3.3)."""
   x, y = boxes[:, 0], boxes[:, 1]
   X, Y = x + (boxes[:, 2] - x), y + (boxes[:, 3] - y)
   return x, y, X, Y, (X - x) * (Y - y)
@@ -155,7 +158,7 @@ def numpy_greedy(boxes, scores, thr, limit):
 
 
 def numpy_weighted(boxes, kps, scores, valid, thr):
-  """WEIGHTED NMS (spec §3.5) of one frame: [(top index, box xyxy, keypoints)]."""
+  """WEIGHTED NMS (docs/semantics.md §3.5) of one frame: [(top index, box xyxy, keypoints)]."""
   idx = np.flatnonzero(valid)
   remaining = idx[np.argsort(-scores[idx], kind="stable")]
   r = _mp_rects(boxes)
@@ -375,7 +378,8 @@ def bench_design(reps: int):
   # Compaction: the (a) batch through buckets of P slots (timing only: buckets
   # below the largest frame's count would cut candidates).
   boxes, kps, scores, valid = map(jnp.asarray, blazeface_batch())
-  args = (boxes, kps, scores, jnp.zeros(scores.shape, jnp.int32), valid, *nms._bit_words(valid),
+  args = (boxes, kps, scores, jnp.zeros(scores.shape, jnp.int32), valid,
+          *compaction.bit_words(valid),
           jnp.float32(0.3), jnp.float32(-1), jnp.int32(32))
   fns = {}
   for weighted in (True, False):
@@ -441,7 +445,7 @@ def ms(s: float) -> str:
 
 def report(a, b, c, info) -> str:
   lines = [HEADING, "", f"Machine: {info}.", "",
-           "Run: `/root/benchvenv/bin/python benchmarks/bench_nms.py --write` "
+           "Run: `python benchmarks/bench_nms.py --write` "
            "(see the script's docstring for data and methods).", ""]
   ta = a["times"]
   ours = ta["ours WEIGHTED (jax)"]

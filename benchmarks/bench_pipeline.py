@@ -14,8 +14,8 @@ Frames are MediaPipe's own raw model outputs on real photos
 (``tests/data/mediapipe/face_short_range_*``) with a little noise per frame, so
 candidate counts and clusters are realistic.
 
-Run: ``python benchmarks/bench_pipeline.py`` (torch optional; in this repo's
-benchmark venv: ``/root/benchvenv/bin/python benchmarks/bench_pipeline.py``).
+Run from the project root: ``python benchmarks/bench_pipeline.py`` (torch
+optional: ``pip install torch`` adds the torch row).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from jaxanchors.detections import count
 from jaxanchors.detections import from_xywh
 from jaxanchors.detections import to_pixels
 from jaxanchors.detections import to_xywh
+from jaxanchors.letterbox import DetectionMapping
 from jaxanchors.letterbox import ImageToTensorOptions
 from jaxanchors.letterbox import LetterboxTransform
 from jaxanchors.letterbox import letterbox
@@ -52,6 +53,7 @@ __all__ = (
     "AnchorOptions",
     "BoxFormat",
     "DecoderOptions",
+    "DetectionMapping",
     "Detections",
     "ImageToTensorOptions",
     "LetterboxTransform",

@@ -1,6 +1,6 @@
 """SSD anchor generation: MediaPipe's ``SsdAnchorsCalculator``.
 
-Contract (spec ``mediapipe.md`` §1):
+Contract (docs/semantics.md §1):
 
 * An anchor table is a float array ``[N, 4]`` whose rows are
   ``[x_center, y_center, w, h]``, normalised to the model input (centres in
@@ -50,12 +50,14 @@ _FIXED_EXCLUSIVE = ("input_size_height", "input_size_width", "min_scale", "max_s
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class AnchorOptions:
-  """Options of MediaPipe's ``SsdAnchorsCalculator`` (spec §1.2), same names and defaults.
+class AnchorOptions(v.OptionsMixin):
+  """Options of MediaPipe's ``SsdAnchorsCalculator`` (docs/semantics.md §1.2).
+
+  Same field names and defaults as the proto.
 
   Sequences are stored as tuples, so options are hashable and can be static
   arguments of jitted functions. Construction validates the whole
-  configuration (spec §1.3, §1.5) and raises ``ValueError``/``TypeError``
+  configuration (docs/semantics.md §1.3, §1.5) and raises ``ValueError``/``TypeError``
   naming the field where MediaPipe would abort, fail or hang.
 
   Deliberate differences from MediaPipe, all rejections of configurations it
@@ -76,8 +78,34 @@ class AnchorOptions:
     "unset", so here non-default values are rejected; :meth:`from_dict`, which
     sees which keys are present, rejects their presence exactly as MediaPipe.
 
-  Attributes mirror the proto; ``fixed_anchors`` rows are
-  ``(x_center, y_center, w, h)`` (mappings with those keys are accepted too).
+  Attributes:
+    input_size_width, input_size_height: model input size in pixels; grid
+      sizes derive from them and the strides (and, multiscale, the centre
+      offset and normalisation).
+    min_scale, max_scale: anchor scale of the first and the last layer
+      (standard path); the layers in between are interpolated.
+    anchor_offset_x, anchor_offset_y: anchor centre inside its cell, in cell
+      units (standard path).
+    num_layers: number of layers of the standard path.
+    feature_map_width, feature_map_height: explicit grid sizes per layer,
+      instead of the sizes derived from the strides.
+    strides: stride per layer; also groups consecutive layers of equal
+      stride into one grid and drives the scales.
+    aspect_ratios: width/height ratios of the anchors of every cell.
+    reduce_boxes_in_lowest_layer: layer 0 gets MediaPipe's fixed set of three
+      anchors instead of ``aspect_ratios``.
+    interpolated_scale_aspect_ratio: if > 0 (the default 1.0 is on), one more
+      anchor per layer with this ratio and the geometric mean of the layer's
+      and the next layer's scales.
+    fixed_anchor_size: every anchor gets ``w = h = 1`` (BlazeFace).
+    multiscale_anchor_generation: RetinaNet-style pyramid instead of the
+      standard path (docs/semantics.md §1.6).
+    min_level, max_level: multiscale pyramid levels (stride ``2**level``).
+    anchor_scale: multiscale base size in units of the level's stride.
+    scales_per_octave: multiscale scales per level.
+    normalize_coordinates: multiscale: divide pixel values by the input size.
+    fixed_anchors: anchors given explicitly, rows ``(x_center, y_center, w,
+      h)`` (mappings with those keys are accepted too); nothing is generated.
   """
 
   input_size_width: int = 0
@@ -142,7 +170,7 @@ class AnchorOptions:
 
   def _check(self) -> None:
     if self.fixed_anchors:
-      # Spec §1.3 step 1.
+      # docs/semantics.md §1.3 step 1.
       defaults = {f.name: f.default for f in dataclasses.fields(self)}
       for name in _FIXED_EXCLUSIVE:
         if getattr(self, name) != defaults[name]:
@@ -153,7 +181,7 @@ class AnchorOptions:
                          "with fixed_anchors (MediaPipe rejects it)")
       return
 
-    # Spec §1.3 steps 2-3.
+    # docs/semantics.md §1.3 steps 2-3.
     if not self.feature_map_height and not self.strides:
       raise ValueError("AnchorOptions: both feature_map_height and strides are empty; "
                        "give strides (and optionally explicit feature maps)")
@@ -232,43 +260,24 @@ class AnchorOptions:
   # -- dict / JSON ------------------------------------------------------------
 
   @classmethod
-  def from_dict(cls, data: Mapping[str, Any]) -> "AnchorOptions":
-    """Options from a dict keyed by proto field names (as in a graph's pbtxt).
-
-    A key that is present counts as set, as a proto has-bit: with
+  def dict_in(cls, data: dict[str, Any]) -> dict[str, Any]:
+    """A key that is present counts as set, as a proto has-bit: with
     ``fixed_anchors``, presence of any of the input sizes, scales or
-    ``num_layers`` is an error, whatever its value (spec §1.3 step 1).
+    ``num_layers`` is an error, whatever its value (docs/semantics.md §1.3 step 1).
     """
-    data = dict(data)
     if data.get("fixed_anchors"):
       present = [k for k in _FIXED_EXCLUSIVE if k in data]
       if present:
         raise ValueError(f"AnchorOptions: {', '.join(present)} cannot be set together with "
                          "fixed_anchors (MediaPipe rejects it)")
-    return v.from_dict(cls, data, where="AnchorOptions")
+    return data
 
-  def to_dict(self) -> dict[str, Any]:
-    """A plain dict with the proto field names; inverse of :meth:`from_dict`.
-
-    Fields equal to their defaults are left out, so the dict reads like a
-    graph's options and round-trips through :meth:`from_dict` (also with
-    ``fixed_anchors``, whose rows are written as proto ``Anchor`` mappings).
-    """
-    out = v.to_dict(self, skip_defaults=True)
+  def dict_out(self, data: dict[str, Any]) -> dict[str, Any]:
+    """``fixed_anchors`` rows are written as proto ``Anchor`` mappings."""
     if self.fixed_anchors:
-      out["fixed_anchors"] = [dict(x_center=r[0], y_center=r[1], w=r[2], h=r[3])
-                              for r in self.fixed_anchors]
-    return out
-
-  @classmethod
-  def from_json(cls, text: str) -> "AnchorOptions":
-    """Options from a JSON object with the proto field names."""
-    return cls.from_dict(v.parse_json_object(text, where="AnchorOptions"))
-
-  def to_json(self, **kwargs: Any) -> str:
-    """JSON text of :meth:`to_dict`; ``kwargs`` go to :func:`json.dumps`."""
-    import json
-    return json.dumps(self.to_dict(), **kwargs)
+      data["fixed_anchors"] = [dict(x_center=r[0], y_center=r[1], w=r[2], h=r[3])
+                               for r in self.fixed_anchors]
+    return data
 
 
 class AnchorLayer(NamedTuple):
@@ -299,7 +308,7 @@ def _resolve(options: Any) -> AnchorOptions:
 
 
 def _grid(options: AnchorOptions, index: int) -> tuple[int, int]:
-  """Grid (height, width) of layer ``index`` (spec §1.4 "Grid size")."""
+  """Grid (height, width) of layer ``index`` (docs/semantics.md §1.4 "Grid size")."""
   if options.feature_map_height:
     return options.feature_map_height[index], options.feature_map_width[index]
   stride = _F32(options.strides[index])

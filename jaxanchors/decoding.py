@@ -1,6 +1,6 @@
 """Box, keypoint and score decoding: MediaPipe's ``TensorsToDetectionsCalculator``.
 
-Contract (spec ``mediapipe.md`` §2):
+Contract (docs/semantics.md §2):
 
 * Raw model outputs ``raw_boxes [..., N, num_coords]`` and
   ``raw_scores [..., N, num_classes]`` (float) are decoded against anchors
@@ -51,7 +51,7 @@ _FLT_MAX = float(np.finfo(np.float32).max)
 
 
 class BoxFormat(enum.Enum):
-  """``TensorsToDetectionsCalculatorOptions.BoxFormat`` (spec §2.4)."""
+  """``TensorsToDetectionsCalculatorOptions.BoxFormat`` (docs/semantics.md §2.4)."""
 
   UNSPECIFIED = 0
   YXHW = 1
@@ -60,15 +60,17 @@ class BoxFormat(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DecoderOptions:
-  """Options of MediaPipe's ``TensorsToDetectionsCalculator`` (spec §2.2), same names and defaults.
+class DecoderOptions(v.OptionsMixin):
+  """Options of MediaPipe's ``TensorsToDetectionsCalculator`` (docs/semantics.md §2.2).
+
+  Same field names and defaults as the proto.
 
   ``num_classes`` and ``num_coords`` have no default (MediaPipe requires
   them). Two fields distinguish *unset* from any value, as proto has-bits do:
   ``score_clipping_thresh`` and ``min_score_thresh`` are ``None`` when unset.
   ``box_format`` is ``None`` when absent, in which case
   ``reverse_output_order`` chooses XYWH (true) or YXHW (false); an explicit
-  ``UNSPECIFIED`` behaves as YXHW (spec §2.4).
+  ``UNSPECIFIED`` behaves as YXHW (docs/semantics.md §2.4).
 
   Traps kept for fidelity: ``keypoint_coord_offset`` defaults to 0, which with
   keypoints makes them overwrite the decoded box exactly as MediaPipe does
@@ -76,8 +78,34 @@ class DecoderOptions:
   MediaPipe divides by; :func:`decode` refuses a zero scale with an error.
 
   ``box_boundaries_indices`` is ``(ymin, xmin, ymax, xmax)`` positions in a
-  post-processed model's box row (4-tensor path, spec §2.8), ``None`` meaning
+  post-processed model's box row (4-tensor path, docs/semantics.md §2.8), ``None`` meaning
   the proto default ``(0, 1, 2, 3)``.
+
+  Attributes:
+    num_classes: columns of the score tensor (required).
+    num_boxes: rows of the tensors (anchors); 0 leaves them unchecked.
+    num_coords: values per row of the box tensor (required), ``4 + 2 *
+      num_keypoints``.
+    box_coord_offset: position of the 4 box values in a row.
+    keypoint_coord_offset: position of the first keypoint value in a row
+      (default 0: see the trap above).
+    num_keypoints: keypoints per row.
+    num_values_per_keypoint: must be 2.
+    x_scale, y_scale: divisors of the centre and keypoint offsets.
+    w_scale, h_scale: divisors of the width and height.
+    apply_exponential_on_box_size: sizes are ``exp(t / scale) * anchor``.
+    reverse_output_order: without ``box_format``: XYWH rows (true) or YXHW.
+    box_format: :class:`BoxFormat` of the rows, or ``None`` (see above).
+    ignore_classes: class ids never scored.
+    allow_classes: if not empty, the only class ids scored.
+    sigmoid_score: apply the logistic sigmoid to the scores.
+    score_clipping_thresh: clip logits to ``[-t, t]`` before the sigmoid;
+      ``None`` unset.
+    flip_vertically: mirror boxes and keypoints, ``y -> 1 - y``.
+    min_score_thresh: drop detections scoring below it; ``None`` unset.
+    max_results: keep the first this many passing anchors; negative: all.
+    max_classes_per_detection: must be 1.
+    box_boundaries_indices: see above.
   """
 
   num_classes: int
@@ -140,7 +168,7 @@ class DecoderOptions:
                          f"(ymin, xmin, ymax, xmax positions), got {idx!r}")
       v.set_field(self, "box_boundaries_indices", idx)
 
-    # Spec §2.3.
+    # docs/semantics.md §2.3.
     if self.max_results == 0:
       raise ValueError(f"{w('max_results')} must not be 0 (negative means no limit)")
     if self.num_values_per_keypoint != 2:
@@ -163,74 +191,34 @@ class DecoderOptions:
 
   @property
   def format(self) -> BoxFormat:
-    """The effective box format after spec §2.4's precedence rule."""
+    """The effective box format after docs/semantics.md §2.4's precedence rule."""
     if self.box_format is not None:
       return BoxFormat.YXHW if self.box_format is BoxFormat.UNSPECIFIED else self.box_format
     return BoxFormat.XYWH if self.reverse_output_order else BoxFormat.YXHW
 
   @classmethod
-  def from_dict(cls, data: Mapping[str, Any]) -> "DecoderOptions":
-    """Options from a dict keyed by proto field names; absent keys are unset."""
-    data = dict(data)
+  def dict_in(cls, data: dict[str, Any]) -> dict[str, Any]:
+    """Absent keys are unset; ``box_boundaries_indices`` may be the proto's
+    ``{ymin, xmin, ymax, xmax}`` mapping."""
     if isinstance(data.get("box_boundaries_indices"), Mapping):
       b = data["box_boundaries_indices"]
       data["box_boundaries_indices"] = tuple(
           b.get(k, d) for k, d in (("ymin", 0), ("xmin", 1), ("ymax", 2), ("xmax", 3)))
-    return v.from_dict(cls, data, where="DecoderOptions")
-
-  def to_dict(self) -> dict[str, Any]:
-    """Plain dict with proto field names; unset and default fields left out."""
-    out = v.to_dict(self, skip_defaults=True)
-    for required in ("num_classes", "num_coords"):
-      out[required] = getattr(self, required)
-    return {k: val for k, val in out.items() if val is not None}
+    return data
 
 
 # -- helpers -----------------------------------------------------------------------
 
 
+def _resolve(options: Any) -> DecoderOptions:
+  return v.resolve_options(options, DecoderOptions, "decoder")
+
+
 def anchors_from_yxhw(anchors: ArrayLike) -> jax.Array:
   """MediaPipe's anchor *tensor* layout ``[N, 4]`` rows ``[y_center, x_center, h, w]``
-  (3-tensor models, spec §2.1) to our ``[x_center, y_center, w, h]``."""
+  (3-tensor models, docs/semantics.md §2.1) to our ``[x_center, y_center, w, h]``."""
   anchors = jnp.asarray(anchors)
   return anchors[..., jnp.array([1, 0, 3, 2])]
-
-
-def _check_float(where: str, x: jax.Array) -> None:
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"{where} must be a float array, got dtype {x.dtype}")
-
-
-def _asarray(x: ArrayLike) -> jax.Array:
-  # jnp.asarray returns a jax.Array (tracers included) unchanged, but costs a few
-  # microseconds per call: skip it on the hot path.
-  return x if isinstance(x, jax.Array) else jnp.asarray(x)
-
-
-def _check_inputs(raw_boxes, raw_scores, anchors, options: DecoderOptions):
-  raw_boxes, raw_scores, anchors = map(_asarray, (raw_boxes, raw_scores, anchors))
-  for where, x in (("raw_boxes", raw_boxes), ("raw_scores", raw_scores), ("anchors", anchors)):
-    _check_float(where, x)
-  if raw_boxes.ndim < 2 or raw_boxes.shape[-1] != options.num_coords:
-    raise ValueError(f"raw_boxes must have shape [..., N, num_coords={options.num_coords}], "
-                     f"got {raw_boxes.shape}")
-  if raw_scores.ndim < 2 or raw_scores.shape[-1] != options.num_classes:
-    raise ValueError(f"raw_scores must have shape [..., N, num_classes={options.num_classes}], "
-                     f"got {raw_scores.shape}")
-  if raw_boxes.shape[:-1] != raw_scores.shape[:-1]:
-    raise ValueError(f"raw_boxes {raw_boxes.shape} and raw_scores {raw_scores.shape} disagree "
-                     "on the leading [..., N] dimensions")
-  n = raw_boxes.shape[-2]
-  if anchors.shape != (n, 4):
-    raise ValueError(f"anchors must have shape [N={n}, 4], got {anchors.shape}")
-  if options.num_boxes and options.num_boxes != n:
-    raise ValueError(f"DecoderOptions.num_boxes={options.num_boxes} but the tensors hold "
-                     f"N={n} boxes")
-  for name in ("x_scale", "y_scale", "w_scale", "h_scale"):
-    if getattr(options, name) == 0:
-      raise ValueError(f"DecoderOptions.{name} is 0: MediaPipe divides by it and detects "
-                       "nothing; set the model's scale (e.g. the input size)")
-  return raw_boxes, raw_scores, anchors
 
 
 def _class_allowed(cls: jax.Array, options: DecoderOptions) -> jax.Array:
@@ -244,7 +232,7 @@ def _class_allowed(cls: jax.Array, options: DecoderOptions) -> jax.Array:
 
 
 def _score(raw_scores: jax.Array, options: DecoderOptions) -> tuple[jax.Array, jax.Array]:
-  """Best allowed class and its score per anchor (spec §2.6)."""
+  """Best allowed class and its score per anchor (docs/semantics.md §2.6)."""
   s = raw_scores
   if options.sigmoid_score:
     if options.score_clipping_thresh is not None:
@@ -274,7 +262,7 @@ def _score(raw_scores: jax.Array, options: DecoderOptions) -> tuple[jax.Array, j
 
 
 def _decode_geometry(raw_boxes: jax.Array, anchors: jax.Array, options: DecoderOptions):
-  """Boxes ``[..., N, 4]`` and keypoints per spec §2.5, reading MediaPipe's output buffer.
+  """Boxes ``[..., N, 4]`` and keypoints (docs/semantics.md §2.5), with MediaPipe's overwrites.
 
   Written on ``(x, y)`` pairs, with the corners as ``centre + (-1, +1) * half``
   rather than four stacked columns: the same float32 operations per value
@@ -311,7 +299,7 @@ def _decode_geometry(raw_boxes: jax.Array, anchors: jax.Array, options: DecoderO
     kp = kp[..., ::-1]
   keypoints = kp / xy_scale * a_size[..., None, :] + a_centre[..., None, :]
   # Keypoints are written after the box, x at q + 2j and y at q + 2j + 1: with
-  # keypoint_coord_offset < 4 they overwrite box slots (spec §2.11).
+  # keypoint_coord_offset < 4 they overwrite box slots (docs/semantics.md §2.11).
   if k and q < 4:
     # MediaPipe's buffer slots 0..3 hold ymin, xmin, ymax, xmax.
     slots = [boxes[..., 1], boxes[..., 0], boxes[..., 3], boxes[..., 2]]
@@ -325,7 +313,7 @@ def _decode_geometry(raw_boxes: jax.Array, anchors: jax.Array, options: DecoderO
 
 
 def _finish(boxes, keypoints, score, cls, candidate, options: DecoderOptions) -> Detections:
-  """Spec §2.7 steps 2-5 (filters, flip) and step 1 (max_results) on whole arrays.
+  """docs/semantics.md §2.7 steps 2-5 (filters, flip) and step 1 (max_results) on whole arrays.
 
   ``boxes [..., 4]`` are ``[xmin, ymin, xmax, ymax]`` before any flip.
   """
@@ -344,19 +332,33 @@ def _finish(boxes, keypoints, score, cls, candidate, options: DecoderOptions) ->
                     classes=cls.astype(jnp.int32), valid=valid)
 
 
+def decode_rows(raw_boxes: jax.Array, raw_scores: jax.Array, anchors: jax.Array,
+                options: DecoderOptions, *, candidate: jax.Array | None = None) -> Detections:
+  """Decodes, scores and filters rows of checked raw outputs (docs/semantics.md §2.5-§2.7).
+
+  The package's one decoding entry, shared by :func:`decode` (every anchor)
+  and the detection pipeline (only the anchors its score pre-filter kept,
+  gathered with their anchor rows): both produce the same values for the same
+  row. ``candidate`` (default all) marks the rows that may be valid; traced
+  inside the caller's jit, nothing is checked here.
+  """
+  boxes, keypoints = _decode_geometry(raw_boxes, anchors, options)
+  score, cls = _score(raw_scores, options)
+  if candidate is None:
+    candidate = jnp.ones(score.shape, bool)
+  return _finish(boxes, keypoints, score, cls, candidate, options)
+
+
 @functools.partial(jax.jit, static_argnames=("options",))
 def _decode(raw_boxes, raw_scores, anchors, options: DecoderOptions) -> Detections:
-  boxes, keypoints = _decode_geometry(raw_boxes, anchors.astype(raw_boxes.dtype), options)
-  score, cls = _score(raw_scores, options)
-  candidate = jnp.ones(score.shape, bool)
-  return _finish(boxes, keypoints, score, cls, candidate, options)
+  return decode_rows(raw_boxes, raw_scores, anchors.astype(raw_boxes.dtype), options)
 
 
 def decode(raw_boxes: ArrayLike, raw_scores: ArrayLike, anchors: ArrayLike,
            options: DecoderOptions) -> Detections:
   """Decodes raw SSD outputs into detections: MediaPipe ``TensorsToDetectionsCalculator``.
 
-  Raw-model (2-tensor) path of spec §2.5–§2.7 on the CPU calculator; see the
+  Raw-model (2-tensor) path of docs/semantics.md §2.5–§2.7 on the CPU calculator; see the
   module docstring for conventions and precision.
 
   Args:
@@ -364,7 +366,7 @@ def decode(raw_boxes: ArrayLike, raw_scores: ArrayLike, anchors: ArrayLike,
     raw_scores: ``[..., N, num_classes]`` float class logits or scores.
     anchors: ``[N, 4]`` rows ``[x_center, y_center, w, h]`` (see
       :func:`anchors_from_yxhw` for MediaPipe's tensor layout).
-    options: static :class:`DecoderOptions`.
+    options: static :class:`DecoderOptions`, or a preset carrying them as ``.decoder``.
 
   Returns:
     :class:`Detections` with ``N`` slots per batch element: ``boxes
@@ -386,9 +388,8 @@ def decode(raw_boxes: ArrayLike, raw_scores: ArrayLike, anchors: ArrayLike,
     >>> d.boxes.tolist(), d.valid.tolist()
     ([[0.5, 0.25, 0.75, 0.75]], [True])
   """
-  if not isinstance(options, DecoderOptions):
-    raise TypeError(f"options must be DecoderOptions, got {type(options).__name__}")
-  raw_boxes, raw_scores, anchors = _check_inputs(raw_boxes, raw_scores, anchors, options)
+  options = _resolve(options)
+  raw_boxes, raw_scores, anchors = v.check_decoder_inputs(raw_boxes, raw_scores, anchors, options)
   return _decode(raw_boxes, raw_scores, anchors, options)
 
 
@@ -407,7 +408,7 @@ def _decode_postprocessed(boxes, classes, scores, num_detections, options) -> De
 
 def decode_postprocessed(boxes: ArrayLike, classes: ArrayLike, scores: ArrayLike,
                          num_detections: ArrayLike, options: DecoderOptions) -> Detections:
-  """Detections of a model with built-in post-processing (4 tensors, spec §2.8).
+  """Detections of a model with built-in post-processing (4 tensors, docs/semantics.md §2.8).
 
   No anchors, sigmoid or decoding: box corners are read at
   ``options.box_boundaries_indices`` (default ymin, xmin, ymax, xmax), rows at
@@ -418,16 +419,15 @@ def decode_postprocessed(boxes: ArrayLike, classes: ArrayLike, scores: ArrayLike
   Args:
     boxes: ``[..., M, 4]``; classes, scores: ``[..., M]``; num_detections:
       ``[...]`` or ``[..., 1]``.
-    options: static :class:`DecoderOptions` (``num_coords`` 4).
+    options: static :class:`DecoderOptions` (``num_coords`` 4), or a preset carrying
+      them as ``.decoder``.
   """
-  if not isinstance(options, DecoderOptions):
-    raise TypeError(f"options must be DecoderOptions, got {type(options).__name__}")
+  options = _resolve(options)
   boxes, classes, scores, num_detections = map(jnp.asarray, (boxes, classes, scores,
                                                              num_detections))
   for where, x in (("boxes", boxes), ("scores", scores)):
-    _check_float(where, x)
-  if boxes.ndim < 2 or boxes.shape[-1] != 4:
-    raise ValueError(f"boxes must have shape [..., M, 4], got {boxes.shape}")
+    v.check_float(where, x)
+  v.check_shape("boxes", boxes, "[..., M, 4]")
   if classes.shape != boxes.shape[:-1] or scores.shape != boxes.shape[:-1]:
     raise ValueError(f"classes {classes.shape} and scores {scores.shape} must have shape "
                      f"{boxes.shape[:-1]} to match boxes {boxes.shape}")
@@ -495,7 +495,7 @@ def encode(boxes: ArrayLike, keypoints: ArrayLike | None, anchors: ArrayLike,
     keypoints: ``[..., N, num_keypoints, 2]`` ``(x, y)``, or ``None`` when the
       options have no keypoints.
     anchors: ``[N, 4]`` rows ``[x_center, y_center, w, h]``.
-    options: static :class:`DecoderOptions`.
+    options: static :class:`DecoderOptions`, or a preset carrying them as ``.decoder``.
 
   Returns:
     ``[..., N, num_coords]`` raw rows. With ``apply_exponential_on_box_size``
@@ -506,31 +506,18 @@ def encode(boxes: ArrayLike, keypoints: ArrayLike | None, anchors: ArrayLike,
       keypoints overlap the box slots (``keypoint_coord_offset`` < 4 with
       keypoints), which decoding cannot invert.
   """
-  if not isinstance(options, DecoderOptions):
-    raise TypeError(f"options must be DecoderOptions, got {type(options).__name__}")
+  options = _resolve(options)
   boxes, anchors = jnp.asarray(boxes), jnp.asarray(anchors)
-  _check_float("boxes", boxes)
-  _check_float("anchors", anchors)
+  v.check_float("boxes", boxes)
+  v.check_float("anchors", anchors)
+  v.check_shape("boxes", boxes, "[..., N, 4]")
   k = options.num_keypoints
-  if keypoints is None:
-    if k:
-      raise ValueError(f"keypoints are required: options have num_keypoints={k}")
-    keypoints = jnp.zeros(boxes.shape[:-1] + (0, 2), boxes.dtype)
-  keypoints = jnp.asarray(keypoints)
-  _check_float("keypoints", keypoints)
-  if boxes.ndim < 2 or boxes.shape[-1] != 4:
-    raise ValueError(f"boxes must have shape [..., N, 4], got {boxes.shape}")
-  if keypoints.shape != boxes.shape[:-1] + (k, 2):
-    raise ValueError(f"keypoints must have shape {boxes.shape[:-1] + (k, 2)} "
-                     f"([..., N, num_keypoints, 2]), got {keypoints.shape}")
-  n = boxes.shape[-2]
-  if anchors.shape != (n, 4):
-    raise ValueError(f"anchors must have shape [N={n}, 4], got {anchors.shape}")
+  keypoints = v.keypoints_or_empty("keypoints", keypoints, boxes.shape[:-1], k, boxes.dtype,
+                                   pattern="[..., N, num_keypoints, 2]", require_float=True)
+  v.check_shape("anchors", anchors, "[N, 4]", N=boxes.shape[-2])
   o, q = options.box_coord_offset, options.keypoint_coord_offset
   if k and (q < 4 or (q < o + 4 and o < q + 2 * k)):
     raise ValueError(f"DecoderOptions.keypoint_coord_offset={options.keypoint_coord_offset} "
                      "puts keypoints over the box values; such rows cannot be encoded")
-  for name in ("x_scale", "y_scale", "w_scale", "h_scale"):
-    if getattr(options, name) == 0:
-      raise ValueError(f"DecoderOptions.{name} is 0; set the model's scale")
+  v.check_nonzero_scales(options, "; set the model's scale")
   return _encode(boxes, keypoints.astype(boxes.dtype), anchors, options)

@@ -1,6 +1,6 @@
 """Letterbox preprocessing and mapping detections back to the image.
 
-MediaPipe's ``ImageToTensorCalculator`` (CPU, spec ``mediapipe.md`` §4.1),
+MediaPipe's ``ImageToTensorCalculator`` (CPU, docs/semantics.md §4.1),
 ``DetectionLetterboxRemovalCalculator`` (§4.3) and
 ``DetectionProjectionCalculator`` (§4.2), for a whole-image region of interest
 without rotation.
@@ -47,6 +47,7 @@ from jaxanchors.detections import Detections
 
 __all__ = [
     "BorderMode",
+    "DetectionMapping",
     "ImageToTensorOptions",
     "LetterboxTransform",
     "letterbox",
@@ -69,7 +70,7 @@ class BorderMode(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ImageToTensorOptions:
+class ImageToTensorOptions(v.OptionsMixin):
   """Options of MediaPipe's ``ImageToTensorCalculator`` used by the SSD graphs (§4.1).
 
   Attributes:
@@ -101,6 +102,22 @@ class ImageToTensorOptions:
       raise ValueError(f"{w('output_tensor_float_range')} needs min < max, got {(lo, hi)!r}")
     v.set_field(self, "output_tensor_float_range", (lo, hi))
     v.set_field(self, "border_mode", v.as_enum(w("border_mode"), BorderMode, self.border_mode))
+
+
+class DetectionMapping(str, enum.Enum):
+  """How a graph maps detections back to the image (docs/semantics.md §4.2, §4.3).
+
+  ``PROJECTION`` is MediaPipe's ``DetectionProjectionCalculator`` (through the
+  transform's matrix; the face graphs), ``LETTERBOX_REMOVAL`` its
+  ``DetectionLetterboxRemovalCalculator`` (through the padding; palm, pose and
+  older graphs). Both agree to float32 rounding for unrotated letterboxes.
+  Wherever a mapping is accepted, a member or its name (any case, so the
+  values ``"projection"`` and ``"letterbox_removal"`` too) may be given; the
+  members compare equal to those strings.
+  """
+
+  PROJECTION = "projection"
+  LETTERBOX_REMOVAL = "letterbox_removal"
 
 
 class LetterboxTransform(NamedTuple):
@@ -137,6 +154,8 @@ def letterbox_padding(image_size: tuple[int, int], options: ImageToTensorOptions
 
   Args:
     image_size: ``(height, width)`` in pixels.
+    options: :class:`ImageToTensorOptions`, or a preset carrying them as
+      ``.preprocessing``.
 
   Examples:
     >>> o = ImageToTensorOptions(output_tensor_width=128, output_tensor_height=128,
@@ -144,6 +163,7 @@ def letterbox_padding(image_size: tuple[int, int], options: ImageToTensorOptions
     >>> letterbox_padding((480, 640), o).tolist()
     [0.0, 0.125, 0.0, 0.125]
   """
+  options = v.resolve_options(options, ImageToTensorOptions, "preprocessing")
   return _roi(int(image_size[0]), int(image_size[1]), options)[1]
 
 
@@ -314,7 +334,8 @@ def letterbox(image: ArrayLike, options: ImageToTensorOptions, *,
 
   Args:
     image: ``[..., H, W, C]`` ``uint8`` (or float in 0..255).
-    options: static :class:`ImageToTensorOptions`.
+    options: static :class:`ImageToTensorOptions`, or a preset carrying them as
+      ``.preprocessing``.
     method: ``"mediapipe"`` (OpenCV's sampling, see the module docstring) or
       ``"linear"`` (``jax.image`` bilinear, border ZERO).
 
@@ -332,15 +353,9 @@ def letterbox(image: ArrayLike, options: ImageToTensorOptions, *,
     >>> tensor[:, 0, 0].tolist()  # 255 * f32(2/255) - 1 rounds up, in MediaPipe too
     [-1.0, 1.0000001192092896, 1.0000001192092896, -1.0]
   """
-  if not isinstance(options, ImageToTensorOptions):
-    raise TypeError(f"options must be ImageToTensorOptions, got {type(options).__name__}")
+  options = v.resolve_options(options, ImageToTensorOptions, "preprocessing")
   image = jnp.asarray(image)
-  if image.ndim < 3:
-    raise ValueError(f"image must have shape [..., H, W, C], got {image.shape}")
-  if image.dtype != jnp.uint8 and not jnp.issubdtype(image.dtype, jnp.floating):
-    raise TypeError(f"image must be uint8 or float (0..255), got dtype {image.dtype}")
-  if min(image.shape[-3:]) < 1:
-    raise ValueError(f"image must not be empty, got shape {image.shape}")
+  v.check_image("image", image)
   return _letterbox(image, options, method)
 
 
@@ -360,7 +375,7 @@ def _divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
 
 
 def remove_letterbox(detections: Detections, padding: ArrayLike) -> Detections:
-  """MediaPipe ``DetectionLetterboxRemovalCalculator`` (spec §4.3).
+  """MediaPipe ``DetectionLetterboxRemovalCalculator`` (docs/semantics.md §4.3).
 
   ``x' = (x - left) / (1 - (left + right))`` and likewise for y, applied to box
   corners and keypoints; no clamping. ``padding`` is ``[..., 4]``
@@ -368,8 +383,7 @@ def remove_letterbox(detections: Detections, padding: ArrayLike) -> Detections:
   dimensions (one padding per image, or one for all).
   """
   padding = jnp.asarray(padding, detections.boxes.dtype)
-  if padding.shape[-1:] != (4,):
-    raise ValueError(f"padding must have shape [..., 4], got {padding.shape}")
+  v.check_shape("padding", padding, "[..., 4]")
   l, t, r, b = (padding[..., i, None] for i in range(4))
   sx, sy = 1 - (l + r), 1 - (t + b)
   boxes = detections.boxes
@@ -383,7 +397,7 @@ def remove_letterbox(detections: Detections, padding: ArrayLike) -> Detections:
 
 
 def project_detections(detections: Detections, matrix: ArrayLike) -> Detections:
-  """MediaPipe ``DetectionProjectionCalculator`` (spec §4.2).
+  """MediaPipe ``DetectionProjectionCalculator`` (docs/semantics.md §4.2).
 
   Applies the row-major 4x4 ``matrix [..., 4, 4]`` (``z = 0``, ``w = 1``) to
   keypoints and the four box corners and takes the axis-aligned bounding box
@@ -391,8 +405,7 @@ def project_detections(detections: Detections, matrix: ArrayLike) -> Detections:
   :func:`remove_letterbox` up to float rounding.
   """
   m = jnp.asarray(matrix, detections.boxes.dtype)
-  if m.shape[-2:] != (4, 4):
-    raise ValueError(f"matrix must have shape [..., 4, 4], got {m.shape}")
+  v.check_shape("matrix", m, "[..., 4, 4]")
   m = m[..., None, :, :]  # broadcast over the detection axis
 
   def apply(x, y):

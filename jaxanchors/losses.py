@@ -46,20 +46,13 @@ def _optax() -> ModuleType:
 def _prepare(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None,
              names: tuple[str, str]) -> tuple[jax.Array, jax.Array, jax.Array | None]:
   pred, target = jnp.asarray(pred), jnp.asarray(target)
-  if not jnp.issubdtype(pred.dtype, jnp.floating):
-    raise TypeError(f"{names[0]} must be a float array, got dtype {pred.dtype}")
+  v.check_float(names[0], pred)
   if pred.ndim < 1 or pred.shape != target.shape:
     raise ValueError(f"{names[0]} {pred.shape} and {names[1]} {target.shape} must have the "
                      "same shape [..., N, D]")
   if weights is not None:
     weights = jnp.asarray(weights)
-    try:
-      ok = jnp.broadcast_shapes(weights.shape, pred.shape[:-1]) == pred.shape[:-1]
-    except ValueError:
-      ok = False
-    if not ok:
-      raise ValueError(f"weights of shape {weights.shape} must broadcast to the per-anchor "
-                       f"shape {pred.shape[:-1]}")
+    v.check_broadcasts("weights", weights, pred.shape[:-1], "per-anchor shape")
   return pred, target.astype(pred.dtype), weights
 
 

@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxanchors import _compaction as compaction
 from jaxanchors import _validate as v
 from jaxanchors.boxes import OverlapType, anchors_to_corners, pairwise_overlap
 from jaxanchors.decoding import DecoderOptions, encode
@@ -72,7 +73,7 @@ IGNORE = -2
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MatcherOptions:
+class MatcherOptions(v.OptionsMixin):
   """Options of the TF Object Detection API's ``ArgMaxMatcher``, same names and defaults.
 
   Defaults are the ``ArgMaxMatcher`` proto's (0.5 / 0.5, negatives below).
@@ -223,20 +224,8 @@ def _argmax_match(similarity: jax.Array, valid: jax.Array, options: MatcherOptio
 
 
 def _check_options(options: Any) -> MatcherOptions:
-  if not isinstance(options, MatcherOptions):
-    raise TypeError(f"options must be MatcherOptions, got {type(options).__name__}")
-  return options
-
-
-def _valid_mask(valid: ArrayLike | None, shape: tuple[int, ...], what: str) -> jax.Array:
-  if valid is None:
-    return jnp.ones(shape, bool)
-  valid = jnp.asarray(valid)
-  if valid.dtype != jnp.bool_:
-    raise TypeError(f"{what} must be a bool array, got dtype {valid.dtype}")
-  if valid.shape != shape:
-    raise ValueError(f"{what} must have shape {shape}, got {valid.shape}")
-  return valid
+  # No preset carries matcher options: MediaPipe's graphs run trained models.
+  return v.resolve_options(options, MatcherOptions, None)
 
 
 def argmax_match(similarity: ArrayLike, valid_rows: ArrayLike | None,
@@ -248,7 +237,8 @@ def argmax_match(similarity: ArrayLike, valid_rows: ArrayLike | None,
   Args:
     similarity: ``[..., M, N]`` float, higher is more similar.
     valid_rows: ``[..., M]`` bool, or ``None`` for all rows valid.
-    options: static :class:`MatcherOptions` (``overlap_type`` is not used).
+    options: static :class:`MatcherOptions` (``overlap_type`` is not used). No preset
+      carries matcher options: MediaPipe's graphs only run trained models.
 
   Returns:
     :class:`Matches` with ``indices [..., N]`` int32.
@@ -269,11 +259,9 @@ def argmax_match(similarity: ArrayLike, valid_rows: ArrayLike | None,
   """
   options = _check_options(options)
   sim = jnp.asarray(similarity)
-  if not jnp.issubdtype(sim.dtype, jnp.floating):
-    raise TypeError(f"similarity must be a float array, got dtype {sim.dtype}")
-  if sim.ndim < 2:
-    raise ValueError(f"similarity must have shape [..., M, N], got {sim.shape}")
-  valid = _valid_mask(valid_rows, sim.shape[:-1], "valid_rows")
+  v.check_float("similarity", sim)
+  v.check_shape("similarity", sim, "[..., M, N]")
+  valid = v.mask_or_all("valid_rows", valid_rows, sim.shape[:-1])
   return Matches(_argmax_match(sim, valid, options))
 
 
@@ -301,7 +289,8 @@ def match(anchors: ArrayLike, gt_boxes: ArrayLike, gt_valid: ArrayLike | None,
       static ``M``.
     gt_valid: ``[..., M]`` bool (``False`` marks padding), or ``None`` for all
       rows valid.
-    options: static :class:`MatcherOptions`.
+    options: static :class:`MatcherOptions` (no preset carries them, see
+      :func:`argmax_match`).
 
   Returns:
     :class:`Matches` with ``indices [..., N]`` int32.
@@ -321,26 +310,14 @@ def match(anchors: ArrayLike, gt_boxes: ArrayLike, gt_valid: ArrayLike | None,
   options = _check_options(options)
   anchors, gt_boxes = jnp.asarray(anchors), jnp.asarray(gt_boxes)
   for where, x in (("anchors", anchors), ("gt_boxes", gt_boxes)):
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-      raise TypeError(f"{where} must be a float array, got dtype {x.dtype}")
-  if anchors.ndim != 2 or anchors.shape[-1] != 4:
-    raise ValueError(f"anchors must have shape [N, 4] ([x_center, y_center, w, h]), "
-                     f"got {anchors.shape}")
-  if gt_boxes.ndim < 2 or gt_boxes.shape[-1] != 4:
-    raise ValueError(f"gt_boxes must have shape [..., M, 4] ([xmin, ymin, xmax, ymax]), "
-                     f"got {gt_boxes.shape}")
-  gt_valid = _valid_mask(gt_valid, gt_boxes.shape[:-1], "gt_valid")
+    v.check_float(where, x)
+  v.check_shape("anchors", anchors, "[N, 4]", note=" ([x_center, y_center, w, h])")
+  v.check_shape("gt_boxes", gt_boxes, "[..., M, 4]", note=" ([xmin, ymin, xmax, ymax])")
+  gt_valid = v.mask_or_all("gt_valid", gt_valid, gt_boxes.shape[:-1])
   return Matches(_match(anchors, gt_boxes, gt_valid, options))
 
 
 # -- target assignment ---------------------------------------------------------------
-
-
-def _gather_rows(values: jax.Array, rows: jax.Array) -> jax.Array:
-  """``values [..., M, *T]`` at ``rows [..., N]`` (in range) -> ``[..., N, *T]``."""
-  extra = values.ndim - rows.ndim
-  idx = rows.reshape(rows.shape + (1,) * extra)
-  return jnp.take_along_axis(values, idx, axis=rows.ndim - 1)
 
 
 @functools.partial(jax.jit, static_argnames=("options", "background_class"))
@@ -358,9 +335,9 @@ def _assign(indices, gt_boxes, gt_keypoints, gt_classes, anchors, options: Decod
   cls = jnp.full(batch, -1, jnp.int32)
   if gt_boxes.shape[-2]:
     rows = jnp.clip(indices, 0, gt_boxes.shape[-2] - 1)
-    boxes = jnp.where(positive[..., None], _gather_rows(gt_boxes, rows), boxes)
-    keypoints = jnp.where(positive[..., None, None], _gather_rows(gt_keypoints, rows), keypoints)
-    cls = jnp.where(positive, _gather_rows(gt_classes, rows), cls)
+    boxes = jnp.where(positive[..., None], compaction.take(gt_boxes, rows), boxes)
+    keypoints = jnp.where(positive[..., None, None], compaction.take(gt_keypoints, rows), keypoints)
+    cls = jnp.where(positive, compaction.take(gt_classes, rows), cls)
   raw = encode(boxes, keypoints if k else None, anchors, options)
   regression = jnp.where(positive[..., None], raw, 0)
   if background_class is not None:
@@ -393,7 +370,8 @@ def assign_targets(matches: Matches, gt_boxes: ArrayLike, anchors: ArrayLike,
       ground truth the matches index. A positive matched to a box of zero
       width or height encodes to ``-inf``/NaN with exponential sizes.
     anchors: ``[N, 4]`` rows ``[x_center, y_center, w, h]``.
-    options: static :class:`~jaxanchors.DecoderOptions` of the model head
+    options: static :class:`~jaxanchors.DecoderOptions` (or a preset carrying them as
+      ``.decoder``) of the model head
       (box format, scales, keypoints, ``num_classes``).
     gt_keypoints: ``[..., M, num_keypoints, 2]`` ``(x, y)``; required when the
       options have keypoints.
@@ -421,13 +399,11 @@ def assign_targets(matches: Matches, gt_boxes: ArrayLike, anchors: ArrayLike,
   """
   if not isinstance(matches, Matches):
     raise TypeError(f"matches must be Matches, got {type(matches).__name__}")
-  if not isinstance(options, DecoderOptions):
-    raise TypeError(f"options must be DecoderOptions, got {type(options).__name__}")
+  options = v.resolve_options(options, DecoderOptions, "decoder")
   indices = jnp.asarray(matches.indices)
   gt_boxes, anchors = jnp.asarray(gt_boxes), jnp.asarray(anchors)
   for where, x in (("gt_boxes", gt_boxes), ("anchors", anchors)):
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-      raise TypeError(f"{where} must be a float array, got dtype {x.dtype}")
+    v.check_float(where, x)
   if not jnp.issubdtype(indices.dtype, jnp.integer) or indices.ndim < 1:
     raise TypeError(f"matches.indices must be an int array [..., N], got {indices.dtype} "
                     f"{indices.shape}")
@@ -435,22 +411,15 @@ def assign_targets(matches: Matches, gt_boxes: ArrayLike, anchors: ArrayLike,
   if gt_boxes.ndim < 2 or gt_boxes.shape[-1] != 4 or gt_boxes.shape[:-2] != lead:
     raise ValueError(f"gt_boxes must have shape {lead + ('M', 4)} to go with matches "
                      f"{indices.shape}, got {gt_boxes.shape}")
-  if anchors.shape != (n, 4):
-    raise ValueError(f"anchors must have shape [N={n}, 4], got {anchors.shape}")
-  k = options.num_keypoints
-  if gt_keypoints is None:
-    if k:
-      raise ValueError(f"gt_keypoints are required: options have num_keypoints={k}")
-    gt_keypoints = jnp.zeros(gt_boxes.shape[:-1] + (0, 2), gt_boxes.dtype)
-  gt_keypoints = jnp.asarray(gt_keypoints)
-  if gt_keypoints.shape != gt_boxes.shape[:-1] + (k, 2):
-    raise ValueError(f"gt_keypoints must have shape {gt_boxes.shape[:-1] + (k, 2)} "
-                     f"([..., M, num_keypoints, 2]), got {gt_keypoints.shape}")
+  v.check_shape("anchors", anchors, "[N, 4]", N=n)
+  gt_keypoints = v.keypoints_or_empty("gt_keypoints", gt_keypoints, gt_boxes.shape[:-1],
+                                      options.num_keypoints, gt_boxes.dtype,
+                                      pattern="[..., M, num_keypoints, 2]",
+                                      require_float=False)
   if gt_classes is None:
     gt_classes = jnp.zeros(gt_boxes.shape[:-1], jnp.int32)
   gt_classes = jnp.asarray(gt_classes)
-  if not jnp.issubdtype(gt_classes.dtype, jnp.integer):
-    raise TypeError(f"gt_classes must be an int array, got dtype {gt_classes.dtype}")
+  v.check_int("gt_classes", gt_classes)
   if gt_classes.shape != gt_boxes.shape[:-1]:
     raise ValueError(f"gt_classes must have shape {gt_boxes.shape[:-1]}, got "
                      f"{gt_classes.shape}")
@@ -518,8 +487,7 @@ def mine_hard_negatives(losses: ArrayLike, matches: Matches, *,
   ratio = v.as_float("negative_positive_ratio", negative_positive_ratio, minimum=0.0)
   min_negatives = v.as_int("min_negatives", min_negatives, minimum=0)
   losses, indices = jnp.asarray(losses), jnp.asarray(matches.indices)
-  if not jnp.issubdtype(losses.dtype, jnp.floating):
-    raise TypeError(f"losses must be a float array, got dtype {losses.dtype}")
+  v.check_float("losses", losses)
   if losses.shape != indices.shape or losses.ndim < 1:
     raise ValueError(f"losses must have the shape of matches.indices {indices.shape} "
                      f"([..., N]), got {losses.shape}")

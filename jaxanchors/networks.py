@@ -171,7 +171,7 @@ def _index_vector(schema: Any, kind: int, table: Any) -> np.ndarray:
 
 def sparse_positions(shape: Sequence[int], traversal_order: Sequence[int],
                      dims: Sequence[tuple[str, int, np.ndarray | None, np.ndarray | None]],
-                     where: str = "tensor") -> np.ndarray:
+                     *, where: str = "tensor") -> np.ndarray:
   """Where the stored values of a TFLite sparse tensor (``SparsityParameters``) go.
 
   Args:
@@ -220,13 +220,13 @@ def sparse_positions(shape: Sequence[int], traversal_order: Sequence[int],
 
 def densify(values: np.ndarray, shape: Sequence[int], traversal_order: Sequence[int],
             dims: Sequence[tuple[str, int, np.ndarray | None, np.ndarray | None]],
-            where: str = "tensor") -> np.ndarray:
+            *, where: str = "tensor") -> np.ndarray:
   """Decodes a TFLite sparse tensor into a dense array (zeros where nothing is stored).
 
   ``values`` are the stored values in storage order; the other arguments are
   those of :func:`sparse_positions`.
   """
-  positions = sparse_positions(shape, traversal_order, dims, where)
+  positions = sparse_positions(shape, traversal_order, dims, where=where)
   if positions.shape[0] != values.shape[0]:
     raise _error(where, f"{values.shape[0]} stored values for {positions.shape[0]} positions")
   dense = np.zeros(tuple(shape), values.dtype)

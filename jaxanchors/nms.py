@@ -1,11 +1,11 @@
 """Non-maximum suppression: MediaPipe's ``NonMaxSuppressionCalculator``.
 
-Contract (spec ``mediapipe.md`` §3):
+Contract (docs/semantics.md §3):
 
 * Input and output are :class:`~jaxanchors.detections.Detections`. The input
   has ``N`` slots, the output ``max_detections`` slots (a static Python int),
   filled in MediaPipe's emission order -- descending score of the retained
-  (DEFAULT) or top (WEIGHTED) detection, spec §3.6 -- with ``valid`` marking
+  (DEFAULT) or top (WEIGHTED) detection, docs/semantics.md §3.6 -- with ``valid`` marking
   the used ones. Unused slots are zero-filled (class 0) and ``valid=False``.
   Any leading batch dimensions are processed independently.
 * **Candidates** are the input slots with ``valid=True``, a finite score and
@@ -15,7 +15,7 @@ Contract (spec ``mediapipe.md`` §3):
 * **Order.** Candidates are ranked by descending score; equal scores are
   ranked by lower slot index (a stable sort). MediaPipe's ``std::sort`` leaves
   the order of equal scores unspecified (§3.2); this is the deterministic
-  choice the spec recommends. ``-0.0`` and ``0.0`` are equal scores.
+  choice (docs/semantics.md §6). ``-0.0`` and ``0.0`` are equal scores.
 * **Overlap** is :func:`jaxanchors.boxes.overlap` (§3.3), including
   MediaPipe's float32 rebuilding of ``xmax = xmin + width``, so suppression
   decisions at a threshold match MediaPipe bit for bit on float32 input.
@@ -49,26 +49,24 @@ import dataclasses
 import enum
 import functools
 import math
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxanchors import _compaction as compaction
+from jaxanchors import _geometry as g
 from jaxanchors import _validate as v
 from jaxanchors.boxes import OverlapType
-from jaxanchors.boxes import _Rects
-from jaxanchors.boxes import _overlap_rects
-from jaxanchors.boxes import _pairwise
-from jaxanchors.boxes import _rects
 from jaxanchors.detections import Detections
 
 __all__ = ["NmsAlgorithm", "NmsOptions", "OverlapType", "non_max_suppression"]
 
 
 class NmsAlgorithm(enum.Enum):
-  """MediaPipe's ``NonMaxSuppressionCalculatorOptions.NmsAlgorithm`` (spec §3.1).
+  """MediaPipe's ``NonMaxSuppressionCalculatorOptions.NmsAlgorithm`` (docs/semantics.md §3.1).
 
   Values are the proto numbers; a member, its name (any case) or its number is
   accepted wherever an algorithm is expected.
@@ -79,8 +77,10 @@ class NmsAlgorithm(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class NmsOptions:
-  """Options of MediaPipe's ``NonMaxSuppressionCalculator`` (spec §3.1), same names and defaults.
+class NmsOptions(v.OptionsMixin):
+  """Options of MediaPipe's ``NonMaxSuppressionCalculator`` (docs/semantics.md §3.1).
+
+  Same field names and defaults as the proto.
 
   Frozen and hashable, so options can be static arguments of jitted functions.
   Enums accept a member, its name (any case) or its proto number. Construction
@@ -133,25 +133,6 @@ class NmsOptions:
     v.set_field(self, "return_empty_detections",
                 v.as_bool(w("return_empty_detections"), self.return_empty_detections))
 
-  @classmethod
-  def from_dict(cls, data: Mapping[str, Any]) -> "NmsOptions":
-    """Options from a dict keyed by proto field names (enums as names or numbers)."""
-    return v.from_dict(cls, dict(data), where="NmsOptions")
-
-  def to_dict(self) -> dict[str, Any]:
-    """A plain dict with the proto field names, defaults left out; inverse of :meth:`from_dict`."""
-    return v.to_dict(self, skip_defaults=True)
-
-  @classmethod
-  def from_json(cls, text: str) -> "NmsOptions":
-    """Options from a JSON object with the proto field names."""
-    return cls.from_dict(v.parse_json_object(text, where="NmsOptions"))
-
-  def to_json(self, **kwargs: Any) -> str:
-    """JSON text of :meth:`to_dict`; ``kwargs`` go to :func:`json.dumps`."""
-    import json
-    return json.dumps(self.to_dict(), **kwargs)
-
 
 # -- tuning constants (chosen by measurement on a 2-core x86 CPU; see
 # benchmarks/bench_nms.py and benchmarks/RESULTS.md) -------------------------
@@ -172,17 +153,9 @@ _TILED_MIN = 1024
 _TILE_SMALL, _TILE = 128, 256
 # Kept boxes are compared with a new tile in chunks of this many.
 _KEPT_CHUNK = 256
-# Prefix counts over at most this many 32-slot words (N <= 8192) are one
-# matmul with a triangular constant, longer ones a cumsum.
-_DOT_CUMSUM_MAX = 256
-# Compaction finds each output's word by comparing with all word counts up to
-# this many words (N <= 2048), by binary search beyond.
-_COUNT_WORDS_MAX = 64
 # The loop engine searches slot numbers as float32 (exact below 2**24), which
 # saves kernels, and as int32 beyond.
 _FLOAT_SLOTS_MAX = 2**24
-
-_trace_count = 0  # incremented on every trace of _nms_flat (tests check it)
 
 
 def _resolve(options: Any) -> NmsOptions:
@@ -193,69 +166,11 @@ def _plan(n: int, weighted: bool) -> tuple[tuple[int, str], ...]:
   """Static (slots, engine) per bucket, ascending; the last one holds all ``n`` slots."""
   def engine(p: int) -> str:
     return "tiled" if (not weighted and p > _TILED_MIN) else "loop"
-  sizes = [b for b in _BUCKETS if 2 * b <= n] + [n]
-  return tuple((p, engine(p)) for p in sizes)
-
-
-def _bit_words(member: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """32-slot words of a bool ``[B, N]`` mask: ``(words [B, W] uint32, counts [B, W] int32)``.
-
-  Bit ``k`` of word ``w`` is ``member[:, 32 * w + k]``; ``counts`` is the
-  inclusive prefix count of members over the words. One pass over the mask,
-  then ``[B, W]``-sized work only (``jnp.cumsum`` over ``N`` and scatters are
-  slow on XLA:CPU).
-  """
-  b, n = member.shape
-  m = jnp.pad(member, ((0, 0), (0, (-n) % 32))).reshape(b, -1, 32)
-  words = jnp.sum(m.astype(jnp.uint32) << lax.iota(jnp.uint32, 32), axis=-1, dtype=jnp.uint32)
-  pc = lax.population_count(words).astype(jnp.int32)
-  nw = words.shape[1]
-  if nw > _DOT_CUMSUM_MAX:
-    return words, jnp.cumsum(pc, axis=1)
-  # A short prefix sum as one small matmul (``jnp.cumsum`` is several XLA:CPU
-  # kernels); float32 is exact for these integer counts (< 2**24).
-  counts = jnp.dot(pc.astype(jnp.float32), np.triu(np.ones((nw, nw), np.float32)),
-                   precision=lax.Precision.HIGHEST)
-  return words, counts.astype(jnp.int32)
-
-
-def _compact(words: jax.Array, counts: jax.Array, n: int, size: int) -> jax.Array:
-  """Slot indices ``[B, size]`` of the first ``size`` members of each row, in slot order.
-
-  Rows with fewer members are padded with ``n`` (out of range). Output ``j``
-  is the ``j``-th member: its word is the first one whose inclusive count
-  exceeds ``j``, its bit is found by a 5-step binary search on popcounts.
-  ``O(size * min(W, 3 log W))`` per row.
-  """
-  b, nw = words.shape
-  j = lax.broadcasted_iota(jnp.int32, (b, size), 1)
-  # w = the number of words whose inclusive count is <= j: counted directly
-  # over a few words, binary-searched over many.
-  if nw <= _COUNT_WORDS_MAX:
-    w = jnp.sum((counts[:, None, :] <= j[:, :, None]).astype(jnp.int32), axis=-1)
-  else:
-    lo, hi = jnp.zeros_like(j), jnp.full_like(j, nw)
-    for _ in range(nw.bit_length()):
-      mid = (lo + hi) // 2
-      c = jnp.take_along_axis(counts, jnp.minimum(mid, nw - 1), axis=1, mode="promise_in_bounds")
-      right = (mid < nw) & (c <= j)
-      lo, hi = jnp.where(right, mid + 1, lo), jnp.where(right, hi, mid)
-    w = lo
-  wc = jnp.minimum(w, nw - 1)
-  word = jnp.take_along_axis(words, wc, axis=1, mode="promise_in_bounds")
-  rank = j - (jnp.take_along_axis(counts, wc, axis=1, mode="promise_in_bounds")
-              - lax.population_count(word).astype(jnp.int32))
-  bit = jnp.zeros_like(j)
-  for half in (16, 8, 4, 2, 1):
-    low = lax.population_count((word >> bit.astype(jnp.uint32)) & jnp.uint32((1 << half) - 1))
-    up = rank >= low.astype(jnp.int32)
-    rank = jnp.where(up, rank - low.astype(jnp.int32), rank)
-    bit = jnp.where(up, bit + half, bit)
-  return jnp.where(w < nw, 32 * w + bit, n)
+  return tuple((p, engine(p)) for p in compaction.bucket_sizes(n, _BUCKETS))
 
 
 def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted, slots):
-  """A batch of frames; one ``lax.while_loop`` step per emitted detection (spec §3.4, §3.5).
+  """A batch of frames; one ``lax.while_loop`` step per emitted detection (§3.4, §3.5).
 
   Each step takes, in every frame still emitting, the best remaining candidate
   ``t`` (first maximum, so ties go to the lower slot), records it as the
@@ -279,12 +194,12 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
   # The candidates' rectangles, computed once into one array (each array
   # computed outside the loop is one more kernel per call; iotas and keys are
   # recomputed inside the body, where they fuse into its kernels for free).
-  rects = jnp.stack([a.astype(boxes.dtype) for a in _rects(boxes)])  # [6, B, P]
-  r = _Rects(*(rects[i] for i in range(5)), rects[5] > 0)
+  rects = jnp.stack([a.astype(boxes.dtype) for a in g.rects(boxes)])  # [6, B, P]
+  r = g.Rects(*(rects[i] for i in range(5)), rects[5] > 0)
   if weighted:
     # Whether each candidate would be its own member (the §3.5 early stop),
     # fetched with the top's box instead of computed in the loop.
-    selfm = (_overlap_rects(r, r, kind) > thr).astype(boxes.dtype)
+    selfm = (g.overlap_rects(r, r, kind) > thr).astype(boxes.dtype)
     table = jnp.concatenate([boxes, selfm[..., None]], axis=-1)
   else:
     table = boxes
@@ -328,17 +243,17 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
     go = emitting(m)[:, None]
     t = t[:, None]
     row = jnp.take_along_axis(table, t[:, :, None], axis=1, mode="promise_in_bounds")[:, 0]
-    top = _rects(row[:, None, :4])
-    r = _Rects(*(rects[i] for i in range(5)), rects[5] > 0)
+    top = g.rects(row[:, None, :4])
+    r = g.Rects(*(rects[i] for i in range(5)), rects[5] > 0)
     is_top = go & (lax.broadcasted_iota(jnp.int32, (b, p), 1) == t)
     if weighted:
-      hit = go & (_overlap_rects(r, top, kind) > thr)  # overlap(other, top)
+      hit = go & (g.overlap_rects(r, top, kind) > thr)  # overlap(other, top)
       # The top is its own member exactly when anything is (threshold < 1 and
       # positive area, or threshold < 0); if not, §3.5 stops the frame here.
       remove = hit | is_top | (go & ~(row[:, 4:5] > 0))
       cand = jnp.where(remove & (live > -jnp.inf), n, cand)
     else:
-      remove = is_top | (go & (_overlap_rects(top, r, kind) > thr))  # overlap(kept, other)
+      remove = is_top | (go & (g.overlap_rects(top, r, kind) > thr))  # overlap(kept, other)
       cand = jnp.where(remove, -jnp.inf, live)
     col = lax.broadcasted_iota(jnp.int32, (b, slots + 1), 1)
     small = jnp.where(col == slots, n + 1, jnp.where((col == n) & go, t, small))
@@ -399,7 +314,7 @@ def _tiled_engine(boxes, scores, member, thr, limit, *, kind, slots, tile):
       j, sup = c
       kb = lax.dynamic_slice_in_dim(kept, j * chunk, chunk)
       ok = (lax.iota(jnp.int32, chunk) + j * chunk) < n
-      hit = (_pairwise(kb, tb, kind) > thr) & ok[:, None]
+      hit = (g.pairwise(kb, tb, kind) > thr) & ok[:, None]
       return j + 1, sup | jnp.any(hit, axis=0)
     return lax.while_loop(lambda c: c[0] * chunk < n, body,
                           (jnp.int32(0), jnp.zeros((tile,), bool)))[1]
@@ -411,7 +326,7 @@ def _tiled_engine(boxes, scores, member, thr, limit, *, kind, slots, tile):
     live = kv > -jnp.inf
     tb = boxes[ki]
     alive = live & ~cross(kept, n, tb)
-    sup = (_pairwise(tb, tb, kind) > thr) & upper
+    sup = (g.pairwise(tb, tb, kind) > thr) & upper
     keep = _greedy_in_tile(alive, sup)
     pos = n + jnp.cumsum(keep.astype(jnp.int32)) - 1
     dest = jnp.where(keep & (pos < limit), pos, cap)
@@ -446,12 +361,6 @@ def _blend_values(boxes: jax.Array, keypoints: jax.Array, dtype: Any) -> jax.Arr
   return jnp.concatenate([p.astype(dtype) for p in parts], axis=-1)
 
 
-def _take(a: jax.Array, idx: jax.Array) -> jax.Array:
-  """``a[b, idx[b, j], ...]`` for ``a [B, N, ...]`` and in-range ``idx [B, M]``."""
-  return jnp.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - 2)), axis=1,
-                             mode="promise_in_bounds")
-
-
 def _candidates(valid, scores, min_score, weighted):
   """The candidates, except for the box check: valid, finite score and, for
   DEFAULT, not below an active ``min_score`` (DEFAULT breaks at the first such
@@ -467,7 +376,7 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
   """NMS of every row through one engine, after compacting the rows to their
   first ``size`` candidates (unless ``size`` is all ``N`` slots).
 
-  ``words``/``counts`` are the :func:`_bit_words` of the candidates before
+  ``words``/``counts`` are the bit words of the candidates before
   the box check, which is done here, on the compacted boxes. Returns
   the output :class:`Detections` (WEIGHTED values blended, unused slots
   zero-filled) and the input slot of every output (``-1`` unused).
@@ -477,12 +386,12 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
   member = None
   in_kps = keypoints
   if size < n:
-    src = _compact(words, counts, n, size)
+    src = compaction.compact(words, counts, n, size)
     member = src < n  # compaction keeps candidates only
     at = jnp.minimum(src, n - 1)
-    boxes, scores = _take(boxes, at), _take(scores, at)
+    boxes, scores = compaction.take(boxes, at), compaction.take(scores, at)
     if weighted:
-      keypoints = _take(keypoints, at)
+      keypoints = compaction.take(keypoints, at)
   else:
     member = _candidates(valid, scores, min_score, weighted)
   member = member & jnp.all(jnp.isfinite(boxes), axis=-1)
@@ -495,10 +404,11 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
                              weighted=weighted, slots=slots)
   ok = pos >= 0
   at = jnp.maximum(pos, 0)
-  out_boxes, out_scores = _take(boxes, at), _take(scores, at)
-  out_i = jnp.where(ok, at if src is None else _take(src, at), -1)
+  out_boxes, out_scores = compaction.take(boxes, at), compaction.take(scores, at)
+  out_i = jnp.where(ok, at if src is None else compaction.take(src, at), -1)
   if not weighted:
-    return _finish(out_boxes, _take(keypoints, jnp.maximum(out_i, 0)), out_scores, classes, out_i)
+    return _finish(out_boxes, compaction.take(keypoints, jnp.maximum(out_i, 0)), out_scores,
+                   classes, out_i)
   # Weighted sums of every output at once, as one segment sum (scatter-add):
   # sums[l] = sum over p with step_p == l of score_p * values_p. Whatever a
   # candidate holds (a NaN keypoint, say) reaches only the output absorbing it;
@@ -512,10 +422,10 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
   means = sums[..., 1:] / sums[..., :1]
   # From the input (not the compacted keypoints): the compacted ones then feed
   # the segment sum only, and XLA fuses their gather into it.
-  out_kps = _take(in_kps, jnp.maximum(out_i, 0))
+  out_kps = compaction.take(in_kps, jnp.maximum(out_i, 0))
   # Blended exactly when the top is its own member (else §3.5 emits it as is).
-  r = _rects(out_boxes)
-  blended = ok & (_overlap_rects(r, r, kind) > thr)
+  r = g.rects(out_boxes)
+  blended = ok & (g.overlap_rects(r, r, kind) > thr)
   out_boxes = jnp.where(blended[..., None], means[..., :4].astype(out_boxes.dtype), out_boxes)
   out_kps = jnp.where(blended[..., None, None],
                       means[..., 4:].reshape(out_kps.shape).astype(out_kps.dtype), out_kps)
@@ -526,7 +436,8 @@ def _finish(boxes, keypoints, scores, classes, slot):
   """Output :class:`Detections` with the classes gathered and unused slots
   zero-filled (never NaN from an ignored input), and ``slot``."""
   ok = slot >= 0
-  out = (boxes, keypoints, scores, _take(classes, jnp.maximum(slot, 0)).astype(jnp.int32))
+  out = (boxes, keypoints, scores,
+         compaction.take(classes, jnp.maximum(slot, 0)).astype(jnp.int32))
   out = (jnp.where(ok.reshape(ok.shape + (1,) * (a.ndim - 2)), a, jnp.zeros_like(a)) for a in out)
   return Detections(*out, ok), slot
 
@@ -535,8 +446,6 @@ def _finish(boxes, keypoints, scores, classes, slot):
 def _nms_flat(boxes, keypoints, scores, classes, valid, thr, min_score, max_num, *, kind,
               weighted, slots, top_k):
   """NMS on ``[..., N, ...]`` arrays (one batch axis inside); thresholds are traced values."""
-  global _trace_count
-  _trace_count += 1
   batch, n = scores.shape[:-1], scores.shape[-1]
   b, k = math.prod(batch), keypoints.shape[-2]
   boxes, keypoints = boxes.reshape(b, n, 4), keypoints.reshape(b, n, k, 2)
@@ -558,37 +467,34 @@ def _nms_flat(boxes, keypoints, scores, classes, valid, thr, min_score, max_num,
     key = jnp.where(member, scores, -jnp.inf)
     key = jnp.where(key == 0, jnp.zeros_like(key), key)  # top_k would rank -0.0 below 0.0
     kv, src = lax.top_k(key, top_k)
-    sel = (*(_take(a, src) for a in sel[:4]), kv > -jnp.inf)
+    sel = (*(compaction.take(a, src) for a in sel[:4]), kv > -jnp.inf)
 
   # Candidates are counted (and compacted in the branches) before their boxes
   # are checked, which is done on the compacted boxes only. ``_candidates`` is
   # recomputed where needed rather than passed around: a mask computed once
   # would be one more kernel.
-  words, counts = _bit_words(_candidates(sel[4], sel[2], min_score, weighted))
+  words, counts = compaction.bit_words(_candidates(sel[4], sel[2], min_score, weighted))
   plan = _plan(n if src is None else top_k, weighted)
   branches = [functools.partial(_run_bucket, size, engine, kind=kind, weighted=weighted,
                                 slots=slots, blend_dtype=blend_dtype)
               for size, engine in plan]
   operands = (*sel, words, counts, thr, min_score, limit)
-  if len(branches) == 1:
-    out, out_i = branches[0](*operands)
-  else:
-    # The smallest bucket holding every frame's candidates (one choice per batch).
-    most = jnp.max(counts[:, -1])
-    which = jnp.sum(most > jnp.asarray([size for size, _ in plan[:-1]], jnp.int32))
-    out, out_i = lax.switch(which, branches, *operands)
+  # The smallest bucket holding every frame's candidates (one choice per batch).
+  out, out_i = compaction.switch([size for size, _ in plan], branches, counts, *operands)
   if src is not None:
-    out_i = jnp.where(out_i >= 0, _take(src, jnp.maximum(out_i, 0)), -1)
+    out_i = jnp.where(out_i >= 0, compaction.take(src, jnp.maximum(out_i, 0)), -1)
   unflat = lambda a: a.reshape(batch + a.shape[1:])  # noqa: E731
   return Detections(*(unflat(a) for a in out)), unflat(out_i)
 
 
-def _rows(d: Detections, options: NmsOptions, *, slots: int) -> tuple[Detections, jax.Array]:
+def suppress_compacted(d: Detections, options: NmsOptions, *,
+                       slots: int) -> tuple[Detections, jax.Array]:
   """NMS of ``[B, S, ...]`` rows through the one engine that fits ``S`` slots,
-  without compacting them first: for callers that compacted their candidates
-  already (traced inside the caller's jit; ``options`` are compile-time
-  constants here). Same semantics as :func:`non_max_suppression`; returns the
-  output and the row slot of every output (``-1`` unused)."""
+  without compacting them first: the package's entry for callers that
+  compacted their candidates already (the pipeline's pre-filtered path; traced
+  inside the caller's jit, ``options`` are compile-time constants here). Same
+  semantics as :func:`non_max_suppression`; returns the output and the row
+  slot of every output (``-1`` unused)."""
   weighted = options.algorithm is NmsAlgorithm.WEIGHTED
   size = d.scores.shape[1]
   if weighted or options.max_num_detections < 0:
@@ -603,43 +509,12 @@ def _rows(d: Detections, options: NmsOptions, *, slots: int) -> tuple[Detections
       blend_dtype=jnp.result_type(d.boxes.dtype, d.keypoints.dtype, d.scores.dtype))
 
 
-def _shape_dtype(x: Any) -> tuple[tuple[int, ...], np.dtype]:
-  if not (hasattr(x, "shape") and hasattr(x, "dtype")):
-    x = np.asarray(x)
-  return tuple(x.shape), np.dtype(x.dtype)
-
-
-def _check(detections: Any) -> tuple[tuple[int, ...], int, int]:
-  """Validates a ``Detections`` (shapes, dtypes); returns (batch shape, N, K)."""
-  if not isinstance(detections, Detections):
-    raise TypeError(f"detections must be a jaxanchors.Detections, got {type(detections).__name__}")
-  (bs, bd), (ks, kd), (ss, sd), (cs, cd), (vs, vd) = (
-      _shape_dtype(a) for a in detections)
-  if len(bs) < 2 or bs[-1] != 4:
-    raise ValueError(f"Detections.boxes must have shape [..., N, 4], got {bs}")
-  batch, n = bs[:-2], bs[-2]
-  lead = batch + (n,)
-  for name, got in (("scores", ss), ("classes", cs), ("valid", vs)):
-    if got != lead:
-      raise ValueError(f"Detections.{name} must have shape [..., N] = {lead} to match "
-                       f"boxes {bs}, got {got}")
-  if len(ks) != len(bs) + 1 or ks[:-2] != lead or ks[-1] != 2:
-    raise ValueError(f"Detections.keypoints must have shape [..., N, K, 2] with [..., N] = "
-                     f"{lead} to match boxes {bs}, got {ks}")
-  for name, dt in (("boxes", bd), ("keypoints", kd), ("scores", sd)):
-    if not jnp.issubdtype(dt, jnp.floating):
-      raise TypeError(f"Detections.{name} must have a floating dtype, got {dt}")
-  if not jnp.issubdtype(cd, jnp.integer):
-    raise TypeError(f"Detections.classes must have an integer dtype (int32), got {cd}")
-  if vd != np.bool_:
-    raise TypeError(f"Detections.valid must have dtype bool, got {vd}")
-  return batch, n, ks[-2]
-
-
 def non_max_suppression(detections: Detections, options: NmsOptions, *, max_detections: int,
                         top_k: int | None = None,
                         return_indices: bool = False) -> Detections | tuple[Detections, jax.Array]:
-  """MediaPipe ``NonMaxSuppressionCalculator`` (DEFAULT or WEIGHTED, spec §3) with static shapes.
+  """MediaPipe ``NonMaxSuppressionCalculator``, DEFAULT or WEIGHTED, with static shapes.
+
+  The behaviour is described in docs/semantics.md §3.
 
   Candidates, ranking (stable, ties to the lower slot) and output layout are
   described in the module docstring. Then, per frame:
@@ -743,7 +618,7 @@ def non_max_suppression(detections: Detections, options: NmsOptions, *, max_dete
   if not isinstance(detections, Detections):
     raise TypeError(f"detections must be a jaxanchors.Detections, got {type(detections).__name__}")
   detections = Detections(*(a if hasattr(a, "dtype") else np.asarray(a) for a in detections))
-  batch, n, k = _check(detections)
+  batch, n, k = v.check_detections(detections, Detections)
   if math.prod(batch) == 0 or n == 0:
     out = _empty(detections, batch, k, slots)
   else:
@@ -758,7 +633,7 @@ def non_max_suppression(detections: Detections, options: NmsOptions, *, max_dete
 def _empty(d: Detections, batch, k, slots) -> tuple[Detections, jax.Array]:
   """All-invalid output for an empty batch or ``N == 0``."""
   lead = batch + (slots,)
-  dt = lambda a: _shape_dtype(a)[1]  # noqa: E731
+  dt = lambda a: v.shape_dtype(a)[1]  # noqa: E731
   out = Detections(jnp.zeros(lead + (4,), dt(d.boxes)), jnp.zeros(lead + (k, 2), dt(d.keypoints)),
                    jnp.zeros(lead, dt(d.scores)), jnp.zeros(lead, jnp.int32),
                    jnp.zeros(lead, bool))

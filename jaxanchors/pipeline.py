@@ -28,30 +28,28 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.typing import ArrayLike
 
+from jaxanchors import _compaction as compaction
 from jaxanchors import _validate as v
-from jaxanchors import decoding
-from jaxanchors import nms as nms_module
 from jaxanchors import presets as presets_module
 from jaxanchors.anchors import AnchorOptions, generate_anchors
-from jaxanchors.decoding import DecoderOptions, decode
+from jaxanchors.decoding import DecoderOptions, decode, decode_rows
 from jaxanchors.detections import Detections
-from jaxanchors.letterbox import (LetterboxTransform, letterbox, project_detections,
-                                  remove_letterbox)
-from jaxanchors.nms import NmsOptions, non_max_suppression
+from jaxanchors.letterbox import DetectionMapping, LetterboxTransform
+from jaxanchors.letterbox import letterbox, project_detections, remove_letterbox
+from jaxanchors.nms import NmsOptions, non_max_suppression, suppress_compacted
 
 __all__ = ["PipelineOptions", "detect", "detect_images"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class PipelineOptions:
+class PipelineOptions(v.OptionsMixin):
   """The post-processing of one SSD graph: anchors, decoder and NMS options.
 
   Attributes:
@@ -59,15 +57,16 @@ class PipelineOptions:
     decoder: :class:`~jaxanchors.decoding.DecoderOptions`.
     nms: :class:`~jaxanchors.nms.NmsOptions`.
     mapping: how a :class:`~jaxanchors.letterbox.LetterboxTransform` maps
-      detections back: ``"projection"`` (through its matrix, as the face
-      graphs) or ``"letterbox_removal"`` (through its padding, as the palm and
-      pose graphs). Both agree to float32 rounding for unrotated letterboxes.
+      detections back, a :class:`~jaxanchors.letterbox.DetectionMapping` (or
+      its name): ``PROJECTION`` (through its matrix, as the face graphs) or
+      ``LETTERBOX_REMOVAL`` (through its padding, as the palm and pose
+      graphs). Both agree to float32 rounding for unrotated letterboxes.
   """
 
   anchors: AnchorOptions
   decoder: DecoderOptions
   nms: NmsOptions
-  mapping: str = "projection"
+  mapping: DetectionMapping = DetectionMapping.PROJECTION
 
   def __post_init__(self) -> None:
     for name, cls in (("anchors", AnchorOptions), ("decoder", DecoderOptions),
@@ -75,9 +74,17 @@ class PipelineOptions:
       if not isinstance(getattr(self, name), cls):
         raise TypeError(f"PipelineOptions.{name} must be {cls.__name__}, got "
                         f"{type(getattr(self, name)).__name__}")
-    if self.mapping not in ("projection", "letterbox_removal"):
-      raise ValueError("PipelineOptions.mapping must be 'projection' or 'letterbox_removal', "
-                       f"got {self.mapping!r}")
+    v.set_field(self, "mapping",
+                v.as_enum("PipelineOptions.mapping", DetectionMapping, self.mapping))
+
+  @classmethod
+  def dict_in(cls, data: dict[str, Any]) -> dict[str, Any]:
+    """The nested options may be given as dicts."""
+    for name, options_cls in (("anchors", AnchorOptions), ("decoder", DecoderOptions),
+                              ("nms", NmsOptions)):
+      if isinstance(data.get(name), Mapping):
+        data[name] = options_cls.from_dict(data[name])
+    return data
 
 
 def _resolve(config: Any) -> PipelineOptions:
@@ -92,7 +99,7 @@ def _resolve(config: Any) -> PipelineOptions:
                   f"{type(config).__name__}")
 
 
-# Candidate-count buckets of the pre-filtered path (see nms._BUCKETS). Each
+# Candidate-count buckets of the pre-filtered path (NMS has its own, finer ones). Each
 # bucket compiles decode and NMS once more; steps of 4 keep compile time at
 # about 1.2 s for BlazeFace (the NMS buckets, steps of 2: 1.9 s), and a
 # bucket at most 4x too large costs little in a loop this cheap.
@@ -127,8 +134,8 @@ def _detect_prefiltered(raw_boxes, raw_scores, anchors, options: PipelineOptions
   same) and given to NMS. The decoder's own score test then decides
   candidacy exactly.
   """
-  raw_boxes, raw_scores, anchors = decoding._check_inputs(raw_boxes, raw_scores, anchors,
-                                                          options.decoder)
+  raw_boxes, raw_scores, anchors = v.check_decoder_inputs(raw_boxes, raw_scores, anchors,
+                                                         options.decoder)
   batch, n = raw_scores.shape[:-2], raw_scores.shape[-2]
   b = math.prod(batch)
   raw_boxes = raw_boxes.reshape((b,) + raw_boxes.shape[-2:])
@@ -137,33 +144,29 @@ def _detect_prefiltered(raw_boxes, raw_scores, anchors, options: PipelineOptions
   if dec.score_clipping_thresh is not None:
     t = jnp.asarray(dec.score_clipping_thresh, logits.dtype)
     logits = jnp.clip(logits, -t, t)
-  words, counts = nms_module._bit_words(logits >= jnp.asarray(bound, logits.dtype))
+  words, counts = compaction.bit_words(logits >= jnp.asarray(bound, logits.dtype))
 
   def bucket(size):
     def run(raw_boxes, raw_scores, words, counts):
-      src = nms_module._compact(words, counts, n, size)
+      src = compaction.compact(words, counts, n, size)
       at = jnp.minimum(src, n - 1)
-      rows = nms_module._take(raw_boxes, at)
-      boxes, keypoints = decoding._decode_geometry(rows, anchors[at], dec)
-      score, cls = decoding._score(nms_module._take(raw_scores, at), dec)
-      d = decoding._finish(boxes, keypoints, score, cls, src < n, dec)
-      return nms_module._rows(d, options.nms, slots=max_detections)[0]
+      rows, anchor_rows = compaction.take(raw_boxes, at), anchors[at]
+      d = decode_rows(rows, compaction.take(raw_scores, at), anchor_rows, dec,
+                      candidate=src < n)
+      return suppress_compacted(d, options.nms, slots=max_detections)[0]
     return run
 
-  sizes = [size for size in _BUCKETS if 2 * size <= n] + [n]
+  sizes = compaction.bucket_sizes(n, _BUCKETS)
   raw_scores = raw_scores.reshape(b, n, 1)
-  if len(sizes) == 1:
-    out = bucket(sizes[0])(raw_boxes, raw_scores, words, counts)
-  else:
-    which = jnp.sum(jnp.max(counts[:, -1]) > jnp.asarray(sizes[:-1], jnp.int32))
-    out = lax.switch(which, [bucket(size) for size in sizes], raw_boxes, raw_scores, words,
-                     counts)
+  out = compaction.switch(sizes, [bucket(size) for size in sizes], counts, raw_boxes,
+                          raw_scores, words, counts)
   return Detections(*(a.reshape(batch + a.shape[1:]) for a in out))
 
 
 @functools.partial(jax.jit, static_argnames=("options", "max_detections", "top_k", "mapping"))
 def _detect(raw_boxes, raw_scores, padding, matrix, *, options: PipelineOptions,
-            max_detections: int, top_k: int | None, mapping: str | None) -> Detections:
+            max_detections: int, top_k: int | None,
+            mapping: DetectionMapping | None) -> Detections:
   anchors = generate_anchors(options.anchors, dtype=raw_boxes.dtype)
   bound = _prefilter_bound(options.decoder)
   # The bound's margin covers float32 (and float64) sigmoid rounding only: a
@@ -176,9 +179,9 @@ def _detect(raw_boxes, raw_scores, padding, matrix, *, options: PipelineOptions,
     detections = decode(raw_boxes, raw_scores, anchors, options.decoder)
     detections = non_max_suppression(detections, options.nms, max_detections=max_detections,
                                      top_k=top_k)
-  if mapping == "projection":
+  if mapping is DetectionMapping.PROJECTION:
     detections = project_detections(detections, matrix)
-  elif mapping == "letterbox_removal":
+  elif mapping is DetectionMapping.LETTERBOX_REMOVAL:
     detections = remove_letterbox(detections, padding)
   return detections
 
@@ -228,16 +231,10 @@ def detect(raw_boxes: ArrayLike, raw_scores: ArrayLike, config: Any, *, max_dete
     mapping = options.mapping
   elif transform is not None:
     padding = jnp.asarray(transform)
-    mapping = "letterbox_removal"
+    mapping = DetectionMapping.LETTERBOX_REMOVAL
   for name, value, tail in (("padding", padding, (4,)), ("matrix", matrix, (4, 4))):
-    if value is None:
-      continue
-    lead = value.shape[:-len(tail)]
-    fits = value.shape[-len(tail):] == tail and len(lead) <= len(batch) and all(
-        a in (1, b) for a, b in zip(lead[::-1], batch[::-1]))
-    if not fits:
-      raise ValueError(f"transform {name} of shape {value.shape} does not fit tensors with "
-                       f"batch shape {batch}: expected {tail} or {batch + tail}")
+    if value is not None:
+      v.check_fits_batch(f"transform {name}", value, tail, batch)
   return _detect(raw_boxes, raw_scores, padding, matrix, options=options,
                  max_detections=max_detections, top_k=top_k, mapping=mapping)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxanchors import _validate as v
 from jaxanchors.anchors import AnchorOptions, anchor_layers, anchors_numpy
 from jaxanchors.detections import Detections
 
@@ -68,7 +69,9 @@ def draw_detections(image: Any, detections: Detections, path: str | Path, *,
 def draw_anchors(options: AnchorOptions, path: str | Path, *, size: int = 512) -> None:
   """Draws an anchor table: one panel per layer group with its centres, and the
   anchor shapes of the middle cell. With ``fixed_anchor_size`` (every w = h =
-  1) the shapes drawn are the nominal ones (layer scale and aspect ratio)."""
+  1) the shapes drawn are the nominal ones (layer scale and aspect ratio).
+  ``options`` may be a preset carrying them as ``.anchors``."""
+  options = v.resolve_options(options, AnchorOptions, "anchors")
   plt = _pyplot()
   table = anchors_numpy(options)
   layers = anchor_layers(options) or None

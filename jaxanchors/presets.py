@@ -1,4 +1,4 @@
-"""Options of every MediaPipe SSD model, by name (spec ``mediapipe.md`` §5).
+"""Options of every MediaPipe SSD model, by name (docs/semantics.md §5).
 
 A :class:`Preset` bundles what one shipped graph configures, so one name sets up
 anchors (and, as the pipeline grows, decoding, NMS and preprocessing). Counts
@@ -29,9 +29,10 @@ import os
 import pathlib
 from typing import Iterable
 
+from jaxanchors import _validate as v
 from jaxanchors.anchors import AnchorOptions
 from jaxanchors.decoding import DecoderOptions
-from jaxanchors.letterbox import ImageToTensorOptions
+from jaxanchors.letterbox import DetectionMapping, ImageToTensorOptions
 from jaxanchors.nms import NmsOptions
 
 __all__ = ["Preset", "from_graph", "get", "names", "PRESETS"]
@@ -49,11 +50,12 @@ class Preset:
     nms: ``NonMaxSuppressionCalculator`` options.
     preprocessing: ``ImageToTensorCalculator`` options (input size, value
       range, keep-aspect, border). Graphs from before late 2020 used
-      ``ImageTransformationCalculator`` FIT instead (spec §4.4); their presets
+      ``ImageTransformationCalculator`` FIT instead (docs/semantics.md §4.4); their presets
       give the equivalent ImageToTensor letterbox.
-    mapping: how the graph maps detections back to the image:
-      ``"projection"`` (DetectionProjection, face graphs) or
-      ``"letterbox_removal"`` (DetectionLetterboxRemoval, palm and pose).
+    mapping: how the graph maps detections back to the image, a
+      :class:`~jaxanchors.letterbox.DetectionMapping` (or its name):
+      ``PROJECTION`` (DetectionProjection, face graphs) or
+      ``LETTERBOX_REMOVAL`` (DetectionLetterboxRemoval, palm and pose).
     model: name of the real model in :mod:`jaxanchors.models`, if shipped.
   """
 
@@ -63,8 +65,11 @@ class Preset:
   decoder: DecoderOptions
   nms: NmsOptions
   preprocessing: ImageToTensorOptions
-  mapping: str = "projection"
+  mapping: DetectionMapping = DetectionMapping.PROJECTION
   model: str | None = None
+
+  def __post_init__(self) -> None:
+    v.set_field(self, "mapping", v.as_enum("Preset.mapping", DetectionMapping, self.mapping))
 
   @property
   def input_size(self) -> tuple[int, int]:
@@ -128,55 +133,55 @@ _IOU = "INTERSECTION_OVER_UNION"
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         name="face_short_range",
-        description="BlazeFace front / face detection short range, 128x128 (spec §5.2)",
+        description="BlazeFace front / face detection short range, 128x128 (semantics §5.2)",
         anchors=_blaze(128, (8, 16, 16, 16)),
         decoder=_blaze_decoder(896, 6, 128.0, 0.5),
         nms=_weighted(), preprocessing=_input(128), mapping="projection",
         model="face_short_range"),
     Preset(
         name="face_full_range",
-        description="Face detection full range (dense and sparse), 192x192 (spec §5.3)",
+        description="Face detection full range (dense and sparse), 192x192 (semantics §5.3)",
         anchors=_blaze(192, (4,), interp=0.0),
         decoder=_blaze_decoder(2304, 6, 192.0, 0.6),
         nms=_weighted(), preprocessing=_input(192), mapping="projection",
         model="face_full_range"),
     Preset(
         name="blazeface_back",
-        description="BlazeFace back camera, 256x256, graphs 2020-05 to 2021-05 (spec §5.4)",
+        description="BlazeFace back camera, 256x256, graphs 2020-05 to 2021-05 (semantics §5.4)",
         anchors=_blaze(256, (16, 32, 32, 32), min_scale=0.15625),
         decoder=_blaze_decoder(896, 6, 256.0, 0.65),
         nms=_weighted(return_empty_detections=True), preprocessing=_input(256),
         mapping="letterbox_removal"),
     Preset(
         name="palm",
-        description="Palm detection lite/full, 192x192, 2021-11 on (spec §5.5)",
+        description="Palm detection lite/full, 192x192, 2021-11 on (semantics §5.5)",
         anchors=_blaze(192, (8, 16, 16, 16)),
         decoder=_blaze_decoder(2016, 7, 192.0, 0.5),
         nms=_weighted(), preprocessing=_input(192, (0.0, 1.0)), mapping="letterbox_removal",
         model="palm_full"),
     Preset(
         name="palm_128",
-        description="Palm detection 128x128, 2020-11 to 2021-11 (spec §5.5)",
+        description="Palm detection 128x128, 2020-11 to 2021-11 (semantics §5.5)",
         anchors=_blaze(128, (8, 16, 16, 16)),
         decoder=_blaze_decoder(896, 7, 128.0, 0.5),
         nms=_weighted(), preprocessing=_input(128, border="UNSPECIFIED"),
         mapping="letterbox_removal"),
     Preset(
         name="palm_v1",
-        description="Original palm detection 256x256, 2019-2020 (spec §5.5)",
+        description="Original palm detection 256x256, 2019-2020 (semantics §5.5)",
         anchors=_blaze(256, (8, 16, 32, 32, 32), min_scale=0.1171875),
         decoder=_blaze_decoder(2944, 7, 256.0, 0.5),
         nms=_weighted(min_score_threshold=0.5, return_empty_detections=True),
         preprocessing=_input(256), mapping="letterbox_removal"),
     Preset(
         name="pose",
-        description="BlazePose detector, 224x224 (spec §5.6)",
+        description="BlazePose detector, 224x224 (semantics §5.6)",
         anchors=_blaze(224, (8, 16, 32, 32, 32)),
         decoder=_blaze_decoder(2254, 4, 224.0, 0.5),
         nms=_weighted(), preprocessing=_input(224), mapping="letterbox_removal", model="pose"),
     Preset(
         name="ssdlite_coco",
-        description="SSDLite object detection (COCO), 320x320 (spec §5.7)",
+        description="SSDLite object detection (COCO), 320x320 (semantics §5.7)",
         anchors=_mobile_ssd(320),
         decoder=_ssd_decoder(91, 2034, 0.6),
         nms=NmsOptions(min_suppression_threshold=0.4, max_num_detections=3, overlap_type=_IOU,
@@ -184,7 +189,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         preprocessing=_input(320, keep=False, border="UNSPECIFIED")),
     Preset(
         name="objectron_oidv4",
-        description="Objectron SSD MobileNetV2 (Open Images v4 subset), 300x300 (spec §5.8)",
+        description="Objectron SSD MobileNetV2 (Open Images v4 subset), 300x300 (semantics §5.8)",
         anchors=_mobile_ssd(300),
         decoder=_ssd_decoder(24, 1917, 0.5),
         nms=NmsOptions(min_suppression_threshold=0.5, max_num_detections=100, overlap_type=_IOU,
@@ -193,11 +198,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 )}
 
 # MediaPipe Tasks API detectors: same models, anchors and decoding; NMS merges
-# only above IoU 0.5 (their default ``min_suppression_threshold``, spec §5.2, §5.6).
+# only above IoU 0.5 (their default ``min_suppression_threshold``, docs/semantics.md §5.2, §5.6).
 for _base, _name in (("face_short_range", "face_short_range_tasks"), ("pose", "pose_tasks")):
   PRESETS[_name] = dataclasses.replace(
       PRESETS[_base], name=_name, nms=_weighted(0.5),
-      description=PRESETS[_base].description.replace("(spec", "Tasks API variant, NMS 0.5 (spec"))
+      description=PRESETS[_base].description.replace(
+          "(semantics", "Tasks API variant, NMS 0.5 (semantics"))
 
 
 def names() -> tuple[str, ...]:

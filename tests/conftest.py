@@ -8,14 +8,14 @@ from pathlib import Path
 import hypothesis
 import pytest
 
+from _util import GOLDEN
+
 # A fixed, derandomised profile so every run (CI included) sees the same cases.
 hypothesis.settings.register_profile(
     "ci", max_examples=60, derandomize=True, deadline=None, print_blob=True,
     suppress_health_check=[hypothesis.HealthCheck.too_slow])
 hypothesis.settings.register_profile("dev", max_examples=300, deadline=None)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import jaxanchors as ja
 from jaxanchors.letterbox import (ImageToTensorOptions, letterbox, letterbox_padding,
                                   project_detections, remove_letterbox)
 import mediapipe_data
+from _util import reference_dicts
 from reference import letterbox as ref
 
 F32 = np.float32
@@ -161,21 +162,14 @@ def _random_detections(rng, shape, k=3):
                        valid=jnp.ones(shape, bool))
 
 
-def _as_dicts(det):
-  det = jax.tree.map(np.asarray, det)
-  return [dict(score=F32(1), label_id=0, xmin=b[0], ymin=b[1], width=F32(b[2] - b[0]),
-               height=F32(b[3] - b[1]), keypoints=[tuple(p) for p in kp])
-          for b, kp in zip(det.boxes, det.keypoints)]
-
-
 @pytest.mark.parametrize("padding", [[0.0, 0.125, 0.0, 0.125], [0.1875, 0.0, 0.1875, 0.0],
                                      [0.0, 0.0, 0.0, 0.0], [0.05, 0.1, 0.15, 0.2]])
 def test_remove_letterbox_and_projection_match_reference(padding):
   rng = np.random.default_rng(7)
   det = _random_detections(rng, (5,))
   ours = remove_letterbox(det, np.array(padding, F32))
-  expected = ref.remove_letterbox(_as_dicts(det), padding)
-  got = _as_dicts(ours)
+  expected = ref.remove_letterbox(reference_dicts(det), padding)
+  got = reference_dicts(ours)
   for g, e in zip(got, expected):
     for key in ("xmin", "ymin", "width", "height"):
       np.testing.assert_allclose(g[key], e[key], rtol=0, atol=1e-6)
@@ -183,8 +177,8 @@ def test_remove_letterbox_and_projection_match_reference(padding):
   if padding[0] == padding[2] and padding[1] == padding[3]:
     matrix = np.array(ref.letterbox_matrix(padding), F32)
     projected = project_detections(det, matrix)
-    expected = ref.project_detections(_as_dicts(det), matrix)
-    for g, e in zip(_as_dicts(projected), expected):
+    expected = ref.project_detections(reference_dicts(det), matrix)
+    for g, e in zip(reference_dicts(projected), expected):
       for key in ("xmin", "ymin", "width", "height"):
         np.testing.assert_allclose(g[key], e[key], rtol=0, atol=1e-6)
       np.testing.assert_allclose(g["keypoints"], e["keypoints"], rtol=0, atol=1e-6)

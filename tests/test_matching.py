@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import jaxanchors as ja
 from jaxanchors import losses, matching
 from jaxanchors.matching import MatcherOptions, Matches
+from _util import count_traces, three_ways
 from reference.matching import argmax_match as ref_argmax_match
 from reference.matching import iou_matrix as ref_iou_matrix
 
@@ -133,10 +134,10 @@ def similarity_cases(draw):
 
 def three_ways_argmax(sim, valid, options):
   """Eager, jit, and vmap over a stack of the case and its row-reversed copy."""
-  eager = matching.argmax_match(sim, valid, options)
-  jitted = jax.jit(matching.argmax_match, static_argnums=2)(sim, valid, options)
-  stacked = jax.vmap(matching.argmax_match, in_axes=(0, 0, None))(
-      np.stack([sim, sim[::-1]]), np.stack([valid, valid[::-1]]), options)
+  eager, jitted, stacked = three_ways(
+      matching.argmax_match, (sim, valid, options),
+      (np.stack([sim, sim[::-1]]), np.stack([valid, valid[::-1]]), options),
+      in_axes=(0, 0, None), jitted=jax.jit(matching.argmax_match, static_argnums=2))
   out = []
   for matches in (eager, jitted, Matches(stacked.indices[0])):
     assert isinstance(matches, Matches) and matches.indices.dtype == jnp.int32
@@ -298,11 +299,11 @@ def test_match_compiles_once_per_shape():
   valid = np.ones(7, bool)
   options = MatcherOptions(force_match_for_each_row=True)
   matching.match(anchors, gt, valid, options)
-  size = matching._match._cache_size()
   equal = MatcherOptions(matched_threshold=0.5, unmatched_threshold=0.5,
                          force_match_for_each_row=True)
-  matching.match(anchors, gt + 0.01, ~valid, equal)
-  assert matching._match._cache_size() == size
+  with count_traces("_match") as traces:
+    matching.match(anchors, gt + 0.01, ~valid, equal)
+  assert traces.count == 0
 
   @jax.jit
   @chex.assert_max_traces(n=1)
@@ -515,9 +516,9 @@ def test_hard_negative_mining_is_per_image_and_compiles_once():
     for j in range(3):
       check_mining(indices[i, j], loss[i, j], selected[i, j], 3.0, 2)
   assert selected[0, 0].sum() == 2
-  size = matching._mine._cache_size()
-  matching.mine_hard_negatives(loss[::-1], Matches(jnp.asarray(indices)), min_negatives=2.0)
-  assert matching._mine._cache_size() == size
+  with count_traces("_mine") as traces:
+    matching.mine_hard_negatives(loss[::-1], Matches(jnp.asarray(indices)), min_negatives=2.0)
+  assert traces.count == 0
   with pytest.raises(ValueError, match="negative_positive_ratio must be >= 0"):
     matching.mine_hard_negatives(loss, Matches(jnp.asarray(indices)), negative_positive_ratio=-1)
   with pytest.raises(ValueError, match="losses must have the shape"):

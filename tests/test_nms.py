@@ -14,12 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from jaxanchors import _compaction as compaction
 from jaxanchors import nms
 from jaxanchors.boxes import OverlapType
 from jaxanchors.detections import Detections
 from jaxanchors.nms import NmsAlgorithm
 from jaxanchors.nms import NmsOptions
 from jaxanchors.nms import non_max_suppression
+from _util import count_traces, eager_and_jit, reference_dicts, sweep
 from reference.nms import non_max_suppression as ref_nms
 
 F32 = np.float32
@@ -36,17 +38,6 @@ def _candidates(d: Detections) -> np.ndarray:
   """Slot indices that may take part (valid, finite score and box), in slot order."""
   ok = (np.asarray(d.valid) & np.isfinite(d.scores) & np.isfinite(d.boxes).all(-1))
   return np.flatnonzero(ok)
-
-
-def _ref_dicts(d: Detections, slots) -> list[dict]:
-  out = []
-  for i in slots:
-    b = np.asarray(d.boxes[i], F32)
-    out.append(dict(score=float(d.scores[i]), label_id=int(d.classes[i]), xmin=b[0], ymin=b[1],
-                    width=F32(b[2] - b[0]), height=F32(b[3] - b[1]),
-                    keypoints=[tuple(p) for p in np.asarray(d.keypoints[i], F32)],
-                    anchor_index=int(i)))
-  return out
 
 
 def _ref_options(o: NmsOptions) -> dict:
@@ -70,7 +61,7 @@ def _reference(d: Detections, o: NmsOptions, max_detections: int,
       pool = pool[d.scores[pool] >= F32(o.min_score_threshold)]
     ranked = pool[np.argsort(-d.scores[pool], kind="stable")]
     cand = np.sort(ranked[:top_k])
-  return ref_nms(_ref_dicts(d, cand), _ref_options(o))[:max_detections]
+  return ref_nms(reference_dicts(d, cand), _ref_options(o))[:max_detections]
 
 
 def _assert_matches(out: Detections, idx, ref: list[dict], d: Detections, o: NmsOptions,
@@ -115,12 +106,11 @@ def _check_three_ways(cases: list[Detections], o: NmsOptions, max_detections: in
                       top_k: int | None = None):
   """Each case eager and under jit; all stacked under jax.vmap; every slice vs its reference."""
   refs = [_reference(c, o, max_detections, top_k) for c in cases]
+  run = functools.partial(non_max_suppression, options=o, max_detections=max_detections,
+                          top_k=top_k, return_indices=True)
   for c, ref in zip(cases, refs):
-    out, idx = non_max_suppression(c, o, max_detections=max_detections, top_k=top_k,
-                                   return_indices=True)
-    _assert_matches(out, idx, ref, c, o, max_detections)
-    out, idx = _jitted(o, max_detections, top_k)(c)
-    _assert_matches(out, idx, ref, c, o, max_detections)
+    for out, idx in eager_and_jit(run, c, jitted=_jitted(o, max_detections, top_k)):
+      _assert_matches(out, idx, ref, c, o, max_detections)
   # Always a stack of 3 (cases repeated), so stacks of equal shapes share one program.
   stack = (cases * 3)[:max(3, len(cases))]
   stacked = Detections(*(np.stack(a) for a in zip(*stack)))
@@ -252,6 +242,9 @@ def test_default_matches_reference(data):
   _check_three_ways(cases, o, MAX_DETECTIONS)
 
 
+# The slowest NMS sweep; the hand-written and larger cases below cover the same
+# engines and options, so CI draws 30 examples (dev: 300).
+@sweep(30)
 @given(data=st.data())
 def test_weighted_matches_reference(data):
   o, k = data.draw(st.sampled_from(POOL["WEIGHTED"]))
@@ -378,7 +371,7 @@ def _rounding_sensitive_pair(rng):
     b = np.array([x[0] + w[1] * F32(0.3), 0, x[0] + w[1] * F32(0.3) + w[1], 1], F32)
     iw = min(a[2], b[2]) - max(a[0], b[0])
     naive = F32(iw / F32(F32(a[2] - a[0]) + F32(b[2] - b[0]) - iw))
-    ref = ref_nms(_ref_dicts(_dets([a, b], [0.9, 0.8]), [0, 1]),
+    ref = ref_nms(reference_dicts(_dets([a, b], [0.9, 0.8]), [0, 1]),
                   {"min_suppression_threshold": float(naive),
                    "overlap_type": "INTERSECTION_OVER_UNION"})
     if len(ref) == 2:  # MediaPipe's IoU is not above the textbook value: both kept
@@ -531,15 +524,15 @@ def test_traces_once_per_options_and_shapes():
   rng = np.random.default_rng(4)
   d1, d2 = _scene(rng, 23, 10, k=3), _scene(rng, 23, 20, k=3)
   o = NmsOptions(min_suppression_threshold=0.3, overlap_type="JACCARD", algorithm="WEIGHTED")
-  before = nms._trace_count
-  non_max_suppression(d1, o, max_detections=5)
-  non_max_suppression(d2, o, max_detections=5)
-  # Thresholds are values, not part of the compiled program: no retrace either.
-  non_max_suppression(d2, dataclasses.replace(o, min_suppression_threshold=0.6,
-                                              min_score_threshold=0.5), max_detections=5)
-  assert nms._trace_count - before == 1
-  non_max_suppression(d2, o, max_detections=6)  # a new static size traces again
-  assert nms._trace_count - before == 2
+  with count_traces("_nms_flat") as traces:
+    non_max_suppression(d1, o, max_detections=5)
+    non_max_suppression(d2, o, max_detections=5)
+    # Thresholds are values, not part of the compiled program: no retrace either.
+    non_max_suppression(d2, dataclasses.replace(o, min_suppression_threshold=0.6,
+                                                min_score_threshold=0.5), max_detections=5)
+    assert traces.count == 1
+    non_max_suppression(d2, o, max_detections=6)  # a new static size traces again
+    assert traces.count == 2
 
   @jax.jit
   @chex.assert_max_traces(n=1)
@@ -673,7 +666,7 @@ def test_integer_slot_paths(alg, monkeypatch):
 @pytest.mark.parametrize("alg", ["DEFAULT", "WEIGHTED"])
 def test_long_rows_compact_to_the_largest_bucket(alg):
   """9000 slots (282 words: cumsum prefix counts) with 1100 candidates: the 4096 bucket."""
-  assert 9000 // 32 > nms._DOT_CUMSUM_MAX
+  assert 9000 // 32 > compaction.DOT_CUMSUM_MAX
   rng = np.random.default_rng(13)
   d = _scene(rng, 9000, 1100, k=0, spread=1.0)
   o = NmsOptions(min_suppression_threshold=0.5, overlap_type=IOU, algorithm=alg)

@@ -18,6 +18,7 @@ import jaxanchors as ja
 from jaxanchors import pipeline, presets
 from jaxanchors.letterbox import LetterboxTransform, letterbox
 import mediapipe_data
+from _util import count_traces
 
 # Which preset reproduces each recorded graph.
 PRESET_OF_MODEL = {"face_short_range": "face_short_range", "face_full_range": "face_full_range",
@@ -167,9 +168,9 @@ def test_batched_detect_equals_per_frame_and_traces_once():
       one = pipeline.detect(boxes[i, j], scores[i, j], preset, max_detections=6,
                             transform=padding)
       chex.assert_trees_all_equal(jax.tree.map(lambda x: x[i, j], batched), one)
-  size = pipeline._detect._cache_size()
-  pipeline.detect(boxes + 1, scores, "face_short_range", max_detections=6, transform=padding)
-  assert pipeline._detect._cache_size() == size
+  with count_traces("_detect") as traces:
+    pipeline.detect(boxes + 1, scores, "face_short_range", max_detections=6, transform=padding)
+  assert traces.count == 0
 
 
 def _unfiltered(boxes, scores, options, max_detections):

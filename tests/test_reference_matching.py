@@ -5,17 +5,10 @@ Object Detection API's own ``argmax_matcher_test.py``), never from the reference
 itself. Result codes: row index >= 0 matched, -1 unmatched, -2 ignored.
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-_TESTS_DIR = str(Path(__file__).resolve().parent)
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
-
-from reference.matching import argmax_match, iou_matrix  # noqa: E402
+from reference.matching import argmax_match, iou_matrix
 
 ALL3 = np.ones(3, dtype=bool)
 

@@ -6,31 +6,23 @@ and small cases worked out by hand (expected values computed in the comments).
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-# Make ``tests.reference`` importable however pytest is invoked (the project root
-# is not necessarily on sys.path when tests/ has no __init__.py).
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
-if _PROJECT_ROOT not in sys.path:
-    sys.path.insert(0, _PROJECT_ROOT)
-
-from tests.reference.anchors import ssd_anchors
-from tests.reference.decoding import postprocessed_to_detections, tensors_to_detections
-from tests.reference.letterbox import (
+from _util import GOLDEN as GOLDEN_DIR
+from reference.anchors import ssd_anchors
+from reference.decoding import postprocessed_to_detections, tensors_to_detections
+from reference.letterbox import (
     image_to_tensor,
     letterbox_matrix,
     pad_roi,
     project_detections,
     remove_letterbox,
 )
-from tests.reference.nms import non_max_suppression, overlap
+from reference.nms import non_max_suppression, overlap
 
 F32 = np.float32
-GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 
 
 def _golden(name):

@@ -8,17 +8,13 @@ give LiteRT's output tensor.
 
 import functools
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
-if _PROJECT_ROOT not in sys.path:
-  sys.path.insert(0, _PROJECT_ROOT)
 
-from tests.reference import tflite_ops as ref
+from reference import tflite_ops as ref
 
 F32 = np.float32
 

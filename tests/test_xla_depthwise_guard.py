@@ -12,8 +12,6 @@ re-formulated as a grouped convolution; the second checks that the same shapes
 still trigger the miscompilation on jaxlib 0.10.2, i.e. that the guard can fail.
 """
 
-import sys
-from pathlib import Path
 
 import jax
 import jaxlib
@@ -21,12 +19,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
-if _PROJECT_ROOT not in sys.path:
-  sys.path.insert(0, _PROJECT_ROOT)
 
 from jaxanchors import networks
-from tests.reference import tflite_ops as ref
+from reference import tflite_ops as ref
 
 H, C, CO = 32, 32, 36          # smallest shapes found that still trigger the bug
 TOL = 1e-5                     # of the output's max abs value: float32 rounding

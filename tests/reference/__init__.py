@@ -1,7 +1,7 @@
 """Independent NumPy reference implementations of MediaPipe's SSD post-processing.
 
-Written only from the behavioural specification in ``../shared/spec/mediapipe.md``
-(section numbers in comments refer to it), as literal loop-based ports over Python
+Literal loop-based ports of the behaviour described in ``docs/semantics.md``
+(section numbers in comments refer to it; "spec" means that document), over Python
 scalars with ``np.float32`` placed wherever the C++ rounds to single precision.
 They are slow on purpose: a reviewer should be able to read them beside the spec
 paragraph by paragraph. Only NumPy and the standard library are used.

@@ -1,0 +1,104 @@
+"""Rectangle geometry shared by :mod:`jaxanchors.boxes`, :mod:`jaxanchors.nms`
+and :mod:`jaxanchors.matching`: MediaPipe's rectangles and overlap measures.
+
+The contract (boxes ``[..., 4]`` ``[xmin, ymin, xmax, ymax]``, MediaPipe's
+float32 rebuilding of ``xmax = xmin + width``, the three overlap measures) is
+stated once, in :mod:`jaxanchors.boxes` (docs/semantics.md §3.3). Nothing here
+checks its inputs: the public functions do that first.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+
+class OverlapType(enum.Enum):
+  """MediaPipe's ``NonMaxSuppressionCalculatorOptions.OverlapType`` (docs/semantics.md §3.3).
+
+  Values are the proto numbers. ``UNSPECIFIED_OVERLAP_TYPE`` (0), a fatal error
+  in MediaPipe, is not a member. Anywhere an overlap type is accepted, a member,
+  its name (any case) or its proto number may be given.
+  """
+
+  JACCARD = 1
+  MODIFIED_JACCARD = 2
+  INTERSECTION_OVER_UNION = 3
+
+
+OverlapType.__module__ = "jaxanchors.boxes"  # where users find it
+
+
+def as_float(boxes: ArrayLike) -> jax.Array:
+  """``boxes`` as an array of a floating dtype (integers become float32)."""
+  boxes = jnp.asarray(boxes)
+  if not jnp.issubdtype(boxes.dtype, jnp.floating):
+    boxes = boxes.astype(jnp.float32)
+  return boxes
+
+
+def product(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``a * b`` rounded on its own, never fused into a later add (no FMA).
+
+  XLA's CPU backend may contract ``a * b + c`` into one fused multiply-add,
+  which skips the rounding of the product that MediaPipe's C++ performs and
+  moves IoU by an ulp. Feeding the product through ``max(., 0)`` (a no-op for
+  the non-negative areas that reach a result) leaves nothing to contract.
+  """
+  return jnp.maximum(a * b, 0)
+
+
+class Rects(NamedTuple):
+  """Per-box quantities of MediaPipe's ``Rectangle_f`` (see :mod:`jaxanchors.boxes`)."""
+
+  x: jax.Array  # xmin
+  y: jax.Array  # ymin
+  X: jax.Array  # f32(xmin + f32(xmax - xmin))
+  Y: jax.Array  # f32(ymin + f32(ymax - ymin))
+  area: jax.Array  # (X - x) * (Y - y), rounded on its own
+  nonempty: jax.Array  # width >= 0 and height >= 0
+
+
+def rects(b: jax.Array) -> Rects:
+  """MediaPipe's rectangle of each ``[..., 4]`` box, as ``[...]`` arrays."""
+  x, y = b[..., 0], b[..., 1]
+  w, h = b[..., 2] - x, b[..., 3] - y
+  X, Y = x + w, y + h
+  # Width()/Height() of a rectangle are recomputed from its rebuilt corners.
+  return Rects(x, y, X, Y, product(X - x, Y - y), (w >= 0) & (h >= 0))
+
+
+def overlap_rects(r1: Rects, r2: Rects, kind: OverlapType) -> jax.Array:
+  """Overlap of broadcast-compatible rectangles (docs/semantics.md §3.3)."""
+  iw = jnp.minimum(r1.X, r2.X) - jnp.maximum(r1.x, r2.x)
+  ih = jnp.minimum(r1.Y, r2.Y) - jnp.maximum(r1.y, r2.y)
+  # Not empty and touching (a zero-width intersection counts, with area 0).
+  hit = r1.nonempty & r2.nonempty & (iw >= 0) & (ih >= 0)
+  inter = jnp.where(hit, iw * ih, 0)
+  if kind is OverlapType.JACCARD:
+    uw = jnp.maximum(r1.X, r2.X) - jnp.minimum(r1.x, r2.x)
+    uh = jnp.maximum(r1.Y, r2.Y) - jnp.minimum(r1.y, r2.y)
+    denom = uw * uh
+  elif kind is OverlapType.MODIFIED_JACCARD:
+    denom = r2.area
+  else:
+    denom = (r1.area + r2.area) - inter
+  ok = hit & (denom > 0)
+  # The safe denominator keeps 0/0 and x/negative out of the unselected branch.
+  return jnp.where(ok, inter / jnp.where(ok, denom, 1), 0)
+
+
+def overlap(b1: jax.Array, b2: jax.Array, kind: OverlapType) -> jax.Array:
+  """Elementwise overlap of broadcast-compatible ``[..., 4]`` boxes (docs/semantics.md §3.3)."""
+  return overlap_rects(rects(b1), rects(b2), kind)
+
+
+def pairwise(b1: jax.Array, b2: jax.Array, kind: OverlapType) -> jax.Array:
+  """``[..., N, M]`` overlap of ``[..., N, 4]`` and ``[..., M, 4]`` boxes."""
+  r1, r2 = rects(b1), rects(b2)
+  return overlap_rects(Rects(*(a[..., :, None] for a in r1)),
+                       Rects(*(a[..., None, :] for a in r2)), kind)
