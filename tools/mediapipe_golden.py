@@ -14,14 +14,14 @@ time (the JSON names the function, the crop, and the SHA-256 of the pixels).
 RUNS ONLY IN A SEPARATE VIRTUAL ENVIRONMENT. ``mediapipe`` pins numpy<2,
 which would break the project's jax environment. Create it with::
 
-    python3.11 -m venv /root/mpvenv
-    /root/mpvenv/bin/pip install 'mediapipe==0.10.21' scikit-image ai-edge-litert
+    python3.11 -m venv mpvenv
+    mpvenv/bin/pip install 'mediapipe==0.10.21' scikit-image ai-edge-litert
 
 and run, from the project root::
 
-    /root/mpvenv/bin/python tools/mediapipe_golden.py              # write the files
-    /root/mpvenv/bin/python tools/mediapipe_golden.py --explore    # counts for every model x photo
-    /root/mpvenv/bin/python tools/mediapipe_golden.py --out DIR    # another output folder
+    mpvenv/bin/python tools/mediapipe_golden.py              # write the files
+    mpvenv/bin/python tools/mediapipe_golden.py --explore    # counts for every model x photo
+    mpvenv/bin/python tools/mediapipe_golden.py --out DIR    # another output folder
 
 What is tapped (nothing in the shipped graph is changed; the taps only read):
 
