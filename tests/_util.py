@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -130,3 +132,16 @@ def reference_dicts(det: Any, slots: Sequence[int] | None = None) -> list[dict]:
                     xmin=xmin, ymin=ymin, width=F32(xmax - xmin), height=F32(ymax - ymin),
                     keypoints=[tuple(p) for p in np.asarray(det.keypoints[i], F32)]))
   return out
+
+
+def run_on_host_devices(script: str, *, devices: int = 8, timeout: float = 600) -> str:
+  """Runs ``python -c script`` with ``devices`` forced CPU devices; returns its stdout.
+
+  Sharding tests run in a subprocess because XLA reads the device count once per process.
+  """
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout

@@ -22,6 +22,7 @@ import pytest
 
 import jaxanchors as ja
 from jaxanchors import pipeline, presets
+import _util
 import mediapipe_data
 
 pytest.importorskip("tflite", reason="the network tests need the 'models' extra "
@@ -360,12 +361,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 
 
 def test_sharded_batch_equals_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert result.stdout.split()[-1] == "ok"
+  assert _util.run_on_host_devices(_SHARDING_SCRIPT).split()[-1] == "ok"
 
 
 # -- models the translator does not take ---------------------------------------------------

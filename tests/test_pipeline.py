@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 import textwrap
 
 import chex
@@ -18,6 +15,7 @@ import jaxanchors as ja
 from jaxanchors import pipeline, presets
 from jaxanchors.letterbox import LetterboxTransform, letterbox
 import mediapipe_data
+import _util
 from _util import count_traces
 
 # Which preset reproduces each recorded graph.
@@ -320,9 +318,5 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 
 
 def test_sharded_detect_equals_single_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert int(result.stdout.split()[-1]) > 0  # the frames did produce detections
+  stdout = _util.run_on_host_devices(_SHARDING_SCRIPT, timeout=300)
+  assert int(stdout.split()[-1]) > 0  # the frames did produce detections
