@@ -643,9 +643,28 @@ def _activate(x: jax.Array, act: str | None) -> jax.Array:
   return jnp.clip(x, -1, 1)   # RELU_N1_TO_1
 
 
+def _activate_unfused(x: jax.Array, act: str | None) -> jax.Array:
+  """:func:`_activate` as one ``clamp`` (the identity clamps to +-inf).
+
+  Ends an elementwise chain with an operation that XLA:CPU's YNNPACK fusion
+  does not take (it takes only one- and two-operand elementwise operations).
+  A depthwise convolution's multiply-adds then stay in one XLA loop kernel
+  that reads its shifted windows directly; fused into the next layer's matrix
+  product instead, every window became a copy of its own (twice the kernels,
+  slower). Values are those of :func:`_activate`.
+  """
+  lo, hi = {None: (-np.inf, np.inf), "RELU": (0, np.inf), "RELU6": (0, 6),
+            "RELU_N1_TO_1": (-1, 1)}[act]
+  return lax.clamp(jnp.asarray(lo, x.dtype), x, jnp.asarray(hi, x.dtype))
+
+
 def _precision(x: jax.Array) -> lax.Precision:
   wide = x.dtype in (jnp.float32, jnp.float64)
   return lax.Precision.HIGHEST if wide else lax.Precision.DEFAULT
+
+
+def _out_size(size: int, kernel: int, stride: int, dilation: int) -> int:
+  return (size - (kernel - 1) * dilation - 1) // stride + 1
 
 
 def _windows(x, kernel, stride, dilation, pads):
@@ -658,8 +677,8 @@ def _windows(x, kernel, stride, dilation, pads):
   if pt or pb or pl or pr:
     x = _pad(x, ((pt, pb), (pl, pr), (0, 0)))
   batch, height, width, c = x.shape
-  out_h = (height - (kernel[0] - 1) * dilation[0] - 1) // stride[0] + 1
-  out_w = (width - (kernel[1] - 1) * dilation[1] - 1) // stride[1] + 1
+  out_h = _out_size(height, kernel[0], stride[0], dilation[0])
+  out_w = _out_size(width, kernel[1], stride[1], dilation[1])
   for i in range(kernel[0]):
     for j in range(kernel[1]):
       top, left = i * dilation[0], j * dilation[1]
@@ -669,18 +688,43 @@ def _windows(x, kernel, stride, dilation, pads):
                             (1, stride[0], stride[1], 1))
 
 
+def _patches(x, kernel, stride, dilation, pads):
+  """``[B, oh, ow, kh * kw * C]``: each output position's window, in ``(i, j, c)`` order.
+
+  Gathered in two steps: the ``kw`` column shifts of every (padded) row, then
+  the ``kh`` row shifts of those. The rows are first regrouped by the stride
+  (a free reshape), so each row shift is a slice along the leading axes, not a
+  strided gather of small pieces; XLA:CPU copies this layout several times
+  faster than ``kh * kw`` separate windows.
+  """
+  (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+  (pt, pb), (pl, pr) = pads
+  batch, height, width, c = x.shape
+  out_h = _out_size(height + pt + pb, kh, sh, dh)
+  out_w = _out_size(width + pl + pr, kw, sw, dw)
+  # Whole groups of `sh` rows, covering every row a window reads; rows below
+  # the padded image are never read.
+  groups = max(-(-(height + pt + pb) // sh), out_h + (kh - 1) * dh // sh)
+  x = _pad(x, ((pt, groups * sh - height - pt), (pl, pr), (0, 0)))
+  cols = jnp.concatenate(
+      [lax.slice(x, (0, 0, j * dw, 0), (batch, groups * sh, j * dw + (out_w - 1) * sw + 1, c),
+                 (1, 1, sw, 1)) for j in range(kw)], axis=-1)
+  cols = cols.reshape(batch, groups, sh, out_w, kw * c)
+  return jnp.concatenate([cols[:, i * dh // sh:i * dh // sh + out_h, i * dh % sh]
+                          for i in range(kh)], axis=-1)
+
+
 def _conv(x, w, b=None, stride=(1, 1), dilation=(1, 1), pads=((0, 0), (0, 0)), act=None):
   """``CONV_2D``: ``x [B, H, W, Ci]``, ``w [Co, kh, kw, Ci]`` (OHWI), bias ``[Co]``.
 
   A matrix product over the channels (for a larger kernel, over the
-  ``kh * kw * Ci`` values of each window, gathered first): on XLA:CPU this is
-  several times faster than ``conv_general_dilated`` for these small-channel
-  layers, and the same sums.
+  ``kh * kw * Ci`` values of each window, gathered first by :func:`_patches`):
+  on XLA:CPU this is several times faster than ``conv_general_dilated`` for
+  these small-channel layers, and the same sums.
   """
   co, kh, kw, ci = w.shape
   if (kh, kw) != (1, 1) or stride != (1, 1) or pads != ((0, 0), (0, 0)):
-    x = jnp.concatenate([view for _, _, view in _windows(x, (kh, kw), stride, dilation, pads)],
-                        axis=-1)
+    x = _patches(x, (kh, kw), stride, dilation, pads)
   y = jnp.einsum("bhwk,ok->bhwo", x, w.reshape(co, kh * kw * ci), precision=_precision(x))
   if b is not None:
     y = y + b
@@ -689,7 +733,7 @@ def _conv(x, w, b=None, stride=(1, 1), dilation=(1, 1), pads=((0, 0), (0, 0)), a
 
 def _depthwise(x, w, b=None, stride=(1, 1), dilation=(1, 1), pads=((0, 0), (0, 0)), act=None,
                multiplier=1):
-  """``DEPTHWISE_CONV_2D`` as ``kh * kw`` shifted multiply-adds.
+  """``DEPTHWISE_CONV_2D`` as ``kh * kw`` shifted multiply-adds, in one loop kernel.
 
   ``w [1, kh, kw, C * multiplier]``; output channel ``c * multiplier + m``
   reads input channel ``c``. Not a grouped ``conv_general_dilated``: see the
@@ -697,13 +741,16 @@ def _depthwise(x, w, b=None, stride=(1, 1), dilation=(1, 1), pads=((0, 0), (0, 0
   """
   if multiplier > 1:
     x = jnp.repeat(x, multiplier, axis=-1)
+  # Sums in float32 at least (as the matrix products accumulate), rounded once.
+  acc = jnp.promote_types(x.dtype, jnp.float32)
+  w = w.astype(acc)
   y = None
   for i, j, view in _windows(x, w.shape[1:3], stride, dilation, pads):
-    term = view * w[0, i, j]
+    term = view.astype(acc) * w[0, i, j]
     y = term if y is None else y + term
   if b is not None:
-    y = y + b
-  return _activate(y, act)
+    y = y + b.astype(acc)
+  return _activate_unfused(y, act).astype(x.dtype)
 
 
 def _add(*args):
