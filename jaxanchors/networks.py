@@ -68,7 +68,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-__all__ = ["Network", "NetworkOutput", "ParamSource", "densify", "load", "sparse_positions"]
+__all__ = ["Network", "NetworkOutput", "PackedParams", "ParamSource", "densify", "load", "sparse_positions"]
 
 # TFLite schema enums, by value (schema.fbs).
 _FLOAT32, _FLOAT16, _INT32, _UINT8, _INT64, _INT8, _FLOAT64, _UINT16 = 0, 1, 2, 3, 4, 9, 10, 16
@@ -876,10 +876,22 @@ def _run_in_chunks(graph: _Graph, params, x: jax.Array, keep: frozenset[int],
   return {t: v.reshape((steps * chunk,) + v.shape[2:])[:batch] for t, v in out.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("graph", "dtype", "keep"))
-def _apply(params, images, *, graph: _Graph, dtype: Any, keep: frozenset[int]):
+def _unpack(packed: PackedParams, layout: _Layout) -> dict[str, jax.Array]:
+  """The parameter dict that :meth:`Network.pack` packed with ``layout``."""
+  params = dict(packed.kernels)
+  for key, offset, shape in layout:
+    params[key] = lax.slice(packed.flat, (offset,), (offset + math.prod(shape),)).reshape(shape)
+  return params
+
+
+@functools.partial(jax.jit, static_argnames=("graph", "dtype", "keep", "layout"))
+def _apply(params, images, *, graph: _Graph, dtype: Any, keep: frozenset[int],
+           layout: _Layout | None = None):
   """:func:`_run` on ``images [B, H, W, C]`` in ``dtype``; float32 results (float64 for
-  float64). Whole batches on accelerators, cache-sized chunks of frames on CPUs."""
+  float64). Whole batches on accelerators, cache-sized chunks of frames on CPUs.
+  ``params`` is packed (:class:`PackedParams`) when ``layout`` is given."""
+  if layout is not None:
+    params = _unpack(params, layout)
   x = images.astype(dtype)
   p = {k: jnp.asarray(v).astype(dtype) for k, v in params.items()}
   out = lax.platform_dependent(
@@ -889,19 +901,45 @@ def _apply(params, images, *, graph: _Graph, dtype: Any, keep: frozenset[int]):
   return {t: v.astype(out_dtype) for t, v in out.items()}
 
 
-def _apply_batched(params, images, *, graph: _Graph, dtype: Any,
-                   keep: frozenset[int]) -> dict[int, jax.Array]:
+def _apply_batched(params, images, *, graph: _Graph, dtype: Any, keep: frozenset[int],
+                   layout: _Layout | None = None) -> dict[int, jax.Array]:
   """:func:`_apply` on ``images [..., H, W, C]``: leading dimensions flattened outside
   the compiled function, so ``[2, 3, ...]`` and ``[6, ...]`` share one compile."""
   lead = images.shape[:-3]
-  flat = jnp.reshape(images, (math.prod(lead),) + tuple(images.shape[-3:]))
-  out = _apply(params, flat, graph=graph, dtype=dtype, keep=keep)
+  if len(lead) != 1:
+    images = jnp.reshape(images, (math.prod(lead),) + tuple(images.shape[-3:]))
+  out = _apply(params, images, graph=graph, dtype=dtype, keep=keep, layout=layout)
+  if len(lead) == 1:
+    return out
   return {t: jnp.reshape(v, lead + v.shape[1:]) for t, v in out.items()}
 
 
 # --------------------------------------------------------------------------- #
 # The network object.
 # --------------------------------------------------------------------------- #
+
+
+class PackedParams(NamedTuple):
+  """A network's parameters as a few arrays (:meth:`Network.pack`).
+
+  Every call of a jitted function handles each array argument on the host; a
+  network has dozens of parameter tensors, which cost about as much per call
+  as a small network's arithmetic. Packed, they are one array plus the
+  convolution kernels (which the matrix products read in place).
+
+  Attributes:
+    flat: float ``[P]``: every parameter but the convolution kernels, raveled
+      and concatenated in the order of :attr:`Network.params`.
+    kernels: ``{key: array}``, the ``CONV_2D`` kernels, as in
+      :attr:`Network.params`.
+  """
+
+  flat: jax.Array
+  kernels: dict[str, jax.Array]
+
+
+# (key, offset into PackedParams.flat, shape) of each packed parameter.
+_Layout = tuple[tuple[str, int, tuple[int, ...]], ...]
 
 
 class NetworkOutput(NamedTuple):
@@ -975,7 +1013,8 @@ class Network:
     """Runs the network with ``params`` on ``images``; pure and jitted.
 
     Args:
-      params: a pytree with the structure and shapes of :attr:`params`.
+      params: a pytree with the structure and shapes of :attr:`params`, or
+        the same values packed (:meth:`pack`, :attr:`packed_params`).
       images: float ``[..., height, width, channels]``, already letterboxed and
         scaled to the model's value range (``letterbox`` does both).
       dtype: compute dtype: ``"float32"`` (the ``.tflite``'s own),
@@ -994,19 +1033,59 @@ class Network:
     """
     compute = self._dtype(dtype)
     images = self._check(params, images)
-    out = _apply_batched(params, images, graph=self.graph, dtype=compute, keep=frozenset())
+    layout = self._layout if isinstance(params, PackedParams) else None
+    out = _apply_batched(params, images, graph=self.graph, dtype=compute, keep=frozenset(),
+                         layout=layout)
     return NetworkOutput(out[self.graph.boxes], out[self.graph.scores])
 
   def __call__(self, images: ArrayLike, *, dtype: str | Any = "float32") -> NetworkOutput:
-    """:meth:`apply` with the stored :attr:`params`."""
-    return self.apply(self.params, images, dtype=dtype)
+    """:meth:`apply` with the stored :attr:`params` (already packed, on the default device)."""
+    return self.apply(self.packed_params, images, dtype=dtype)
+
+  @functools.cached_property
+  def _layout(self) -> _Layout:
+    kernels = {op.inputs[1] for op in self.graph.ops if op.kind == "CONV_2D"}
+    layout, offset = [], 0
+    for key, value in self.params.items():
+      if key not in kernels:
+        layout.append((key, offset, tuple(value.shape)))
+        offset += value.size
+    return tuple(layout)
+
+  def pack(self, params: Mapping[str, ArrayLike]) -> PackedParams:
+    """``params`` (structured as :attr:`params`) as :class:`PackedParams`; jittable.
+
+    :meth:`apply` takes either form and computes the same values; packed, a
+    call passes a few arrays instead of dozens, which matters for one frame
+    at a time. Gradients flow through both (:meth:`unpack` is the inverse).
+    """
+    self._check_params(params)
+    packed = {key for key, _, _ in self._layout}
+    flat = [jnp.ravel(jnp.asarray(params[key])) for key, _, _ in self._layout]
+    return PackedParams(jnp.concatenate(flat) if flat else jnp.zeros((0,), jnp.float32),
+                        {k: jnp.asarray(v) for k, v in params.items() if k not in packed})
+
+  def unpack(self, packed: PackedParams) -> dict[str, jax.Array]:
+    """The parameter dict of :class:`PackedParams` made by :meth:`pack`; jittable."""
+    self._check_params(packed)
+    return _unpack(packed, self._layout)
+
+  @functools.cached_property
+  def packed_params(self) -> PackedParams:
+    """The stored :attr:`params`, packed (:meth:`pack`), as arrays on the default device."""
+    packed = {key for key, _, _ in self._layout}
+    flat = [self.params[key].ravel() for key, _, _ in self._layout]
+    return PackedParams(
+        jnp.asarray(np.concatenate(flat) if flat else np.zeros((0,), np.float32)),
+        {k: jnp.asarray(v) for k, v in self.params.items() if k not in packed})
 
   def intermediates(self, params: Mapping[str, ArrayLike], images: ArrayLike,
                     tensors: Sequence[int]) -> dict[int, jax.Array]:
     """The values of the given tensors (by their index in the file); for tests and debugging."""
     images = self._check(params, images)
+    layout = self._layout if isinstance(params, PackedParams) else None
     return _apply_batched(params, images, graph=self.graph, dtype=jnp.float32,
-                          keep=frozenset(int(t) for t in tensors))
+                          keep=frozenset(int(t) for t in tensors), layout=layout)
 
   def trainable_mask(self) -> dict[str, np.ndarray]:
     """``{key: bool array}``: True where a weight is stored in the file.
@@ -1087,16 +1166,30 @@ class Network:
                        "True))")
     return _DTYPES[key]
 
-  def _check(self, params: Mapping[str, ArrayLike], images: ArrayLike) -> jax.Array:
-    if not isinstance(params, Mapping) or set(params) != set(self.params):
-      missing = sorted(set(self.params) - set(params)) if isinstance(params, Mapping) else []
-      extra = sorted(set(params) - set(self.params)) if isinstance(params, Mapping) else []
+  def _check_params(self, params: Mapping[str, ArrayLike] | PackedParams) -> None:
+    if isinstance(params, PackedParams):
+      size = sum(math.prod(shape) for _, _, shape in self._layout)
+      if tuple(np.shape(params.flat)) != (size,):
+        raise ValueError(f"packed params.flat has shape {list(np.shape(params.flat))}, "
+                         f"expected [{size}]: pack them with this network's pack()")
+      self._check_mapping(params.kernels, set(self.params) - {k for k, _, _ in self._layout})
+    else:
+      self._check_mapping(params, set(self.params))
+
+  def _check_mapping(self, params: Any, keys: set[str]) -> None:
+    if not isinstance(params, Mapping) or set(params) != keys:
+      missing = sorted(keys - set(params)) if isinstance(params, Mapping) else []
+      extra = sorted(set(params) - keys) if isinstance(params, Mapping) else []
       raise ValueError(f"params must be a mapping with the keys of network.params; missing "
                        f"{missing[:5]}, unexpected {extra[:5]}")
     for k, value in params.items():
       if tuple(np.shape(value)) != self.params[k].shape:
         raise ValueError(f"params[{k!r}] has shape {list(np.shape(value))}, expected "
                          f"{list(self.params[k].shape)}")
+
+  def _check(self, params: Mapping[str, ArrayLike] | PackedParams,
+             images: ArrayLike) -> jax.Array:
+    self._check_params(params)
     if not hasattr(images, "shape") or not hasattr(images, "dtype"):
       images = np.asarray(images)
     if not jnp.issubdtype(images.dtype, jnp.floating):

@@ -277,7 +277,9 @@ def detect_images(images: ArrayLike, config: Any, *, max_detections: int,
     network: a :class:`jaxanchors.networks.Network` to use instead of the
       preset's model (e.g. a fine-tuned copy); static, so keep one instance.
     params: weights for ``network`` (default: its stored ``params``), e.g.
-      while training; a traced argument, so new values do not recompile.
+      while training, as a dict or packed (:meth:`Network.pack
+      <jaxanchors.networks.Network.pack>`); a traced argument, so new values
+      do not recompile.
     dtype: the network's compute dtype (see :meth:`Network.apply
       <jaxanchors.networks.Network.apply>`).
     top_k: as in :func:`detect`.
@@ -303,7 +305,7 @@ def detect_images(images: ArrayLike, config: Any, *, max_detections: int,
     raise ValueError(f"network input size {network.input_size} differs from preset "
                      f"{preset.name!r}'s {preset.input_size}")
   if params is None:
-    params = network.params
+    params = network.packed_params     # a few arrays per call instead of dozens
   images = jnp.asarray(images)
   if images.ndim < 3 or images.shape[-1] != 3:
     raise ValueError(f"images must have shape [..., H, W, 3], got {images.shape}")

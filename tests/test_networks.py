@@ -223,10 +223,42 @@ def test_leading_batch_dims_vmap_and_one_compile():
   np.testing.assert_array_equal(np.asarray(lead.raw_boxes).reshape(boxes.shape), boxes)
   vmapped = jax.jit(jax.vmap(net.apply, in_axes=(None, 0)))(net.params, x[:, None])
   np.testing.assert_allclose(np.asarray(vmapped.raw_scores)[:, 0], scores, rtol=0, atol=1e-6)
+  net.apply(net.params, x)                           # the unpacked form compiles once too
   before = networks._apply._cache_size()
   net(x + 0.5)
   net.apply({k: v * 1.0 for k, v in net.params.items()}, x)
+  net.apply(net.pack({k: v * 1.0 for k, v in net.params.items()}), x)
   assert networks._apply._cache_size() == before     # same shapes: no new compile
+
+
+def test_packed_params_give_the_same_values_and_gradients():
+  net = network("face_short_range")
+  x, boxes, scores, _ = batch_run("face_short_range")
+  packed = net.packed_params
+  # One array for every parameter but the CONV_2D kernels (read in place by the products).
+  n_conv = sum(op.kind == "CONV_2D" for op in net.graph.ops)
+  assert len(jax.tree.leaves(packed)) == 1 + n_conv < len(net.params)
+  by_dict = net.apply(net.params, x)
+  for got in (net(x), net.apply(packed, x), jax.jit(net.apply)(net.pack(net.params), x)):
+    np.testing.assert_array_equal(np.asarray(got.raw_boxes), np.asarray(by_dict.raw_boxes))
+    np.testing.assert_array_equal(np.asarray(got.raw_scores), np.asarray(by_dict.raw_scores))
+  back = jax.jit(net.unpack)(packed)
+  assert set(back) == set(net.params)
+  for k, v in net.params.items():
+    np.testing.assert_array_equal(np.asarray(back[k]), v)
+
+  def loss(p, x):
+    return jnp.sum(net.apply(p, x).raw_scores[..., :40, 0])
+  g_dict = jax.grad(loss)(net.params, x[:1])
+  g_packed = jax.grad(loss)(packed, x[:1])
+  want = net.pack(g_dict)
+  np.testing.assert_allclose(np.asarray(g_packed.flat), np.asarray(want.flat), rtol=0, atol=1e-6)
+  for k, v in want.kernels.items():
+    np.testing.assert_allclose(np.asarray(g_packed.kernels[k]), np.asarray(v), rtol=0, atol=1e-6)
+  with pytest.raises(ValueError, match=r"packed params.flat has shape \[3\]"):
+    net.apply(packed._replace(flat=jnp.zeros(3)), x)
+  with pytest.raises(ValueError, match="missing"):
+    net.apply(packed._replace(kernels={}), x)
 
 
 def test_gradient_matches_finite_differences():
@@ -517,6 +549,11 @@ def test_detect_images_is_the_composed_pipeline_and_matches_mediapipe():
                              rtol=0, atol=1e-4)
   np.testing.assert_allclose(det.scores[0][:n], a["final_scores"], rtol=0, atol=1e-4)
   # New weights are data, not a new program.
+  before = pipeline._detect_images._cache_size()
+  ja.detect_images(images, preset, max_detections=8,
+                   params=net.pack({k: v * 1.01 for k, v in net.params.items()}))
+  assert pipeline._detect_images._cache_size() == before
+  ja.detect_images(images, preset, max_detections=8, params=net.params)
   before = pipeline._detect_images._cache_size()
   ja.detect_images(images, preset, max_detections=8,
                    params={k: v * 1.01 for k, v in net.params.items()})
