@@ -3,7 +3,10 @@
 For each model and batch size B, the time per frame of
 
 * ours: ``jax.jit(network.apply)`` on a ``[B, h, w, 3]`` batch
-  (``jaxanchors.models.load_network``), weights and frames already on the device;
+  (``jaxanchors.models.load_network``), weights and frames already on the device,
+  the weights packed (``network.packed_params``, what ``network(frames)`` and
+  ``detect_images`` pass) and, in a second column, as the plain dict
+  ``network.params`` (dozens of arrays per call);
 * LiteRT: the ``.tflite`` in ``ai_edge_litert``'s interpreter with its default
   XNNPACK delegate, one frame per ``invoke`` (the models have a fixed batch of
   1), with LiteRT's default thread count and with 2 threads;
@@ -59,12 +62,13 @@ def main() -> None:
 
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs, "
         f"{platform.processor() or platform.machine()}")
-  print("| model | B | ours ms/frame | LiteRT default ms/frame | LiteRT 2 threads ms/frame "
-        "| ours / best LiteRT | compile s |")
-  print("|---|---|---|---|---|---|---|")
+  print("| model | B | ours ms/frame | ours, dict params | LiteRT default ms/frame "
+        "| LiteRT 2 threads ms/frame | ours / best LiteRT | compile s |")
+  print("|---|---|---|---|---|---|---|---|")
   for name in names:
     net = models.load_network(name)
     params = jax.device_put(net.params)
+    packed = net.packed_params
     fn = jax.jit(net.apply)
     lite = {"default": litert_runner(name, None), "2 threads": litert_runner(name, 2)}
     for batch in batches:
@@ -72,23 +76,28 @@ def main() -> None:
           -1, 1, (batch,) + net.input_shape).astype(np.float32)
       on_device = jax.device_put(frames)
       t0 = time.perf_counter()
-      compiled = fn.lower(params, on_device).compile()
+      compiled = fn.lower(packed, on_device).compile()
       compile_s = time.perf_counter() - t0
+      by_dict = fn.lower(params, on_device).compile()
       if args.kernels and batch == 1:
         import xla_kernels  # pylint: disable=import-outside-toplevel
         print(xla_kernels.report(compiled.as_text()))
-      jax.block_until_ready(compiled(params, on_device))
-      ours, runs = [], {k: [] for k in lite}
+      jax.block_until_ready(compiled(packed, on_device))
+      jax.block_until_ready(by_dict(params, on_device))
+      ours, dicts, runs = [], [], {k: [] for k in lite}
       for _ in range(args.repeats):
-        ours.append(per_call(lambda: jax.block_until_ready(compiled(params, on_device)),
+        ours.append(per_call(lambda: jax.block_until_ready(compiled(packed, on_device)),
                              args.seconds) / batch)
+        dicts.append(per_call(lambda: jax.block_until_ready(by_dict(params, on_device)),
+                              args.seconds) / batch)
         for k, run in lite.items():
           runs[k].append(per_call(lambda run=run: run(frames), args.seconds) / batch)
       o = statistics.median(ours) * 1e3
+      od = statistics.median(dicts) * 1e3
       lt = {k: statistics.median(v) * 1e3 for k, v in runs.items()}
       best = min(lt.values())
-      print(f"| {name} | {batch} | {o:.2f} | {lt['default']:.2f} | {lt['2 threads']:.2f} "
-            f"| {o / best:.2f} | {compile_s:.1f} |", flush=True)
+      print(f"| {name} | {batch} | {o:.2f} | {od:.2f} | {lt['default']:.2f} "
+            f"| {lt['2 threads']:.2f} | {o / best:.2f} | {compile_s:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
