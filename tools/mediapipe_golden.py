@@ -22,6 +22,31 @@ and run, from the project root::
     mpvenv/bin/python tools/mediapipe_golden.py              # write the files
     mpvenv/bin/python tools/mediapipe_golden.py --explore    # counts for every model x photo
     mpvenv/bin/python tools/mediapipe_golden.py --out DIR    # another output folder
+    mpvenv/bin/python tools/mediapipe_golden.py --finetuned tests/data/finetuned/face_rotated_small.tflite
+
+``--finetuned FILE`` records MediaPipe running a ``face_short_range`` file
+with new weights (written by ``jaxanchors.models.save_tflite``) on the
+held-out frames that ``tools/finetuned_face_testdata.py`` stores beside it,
+into ``tests/data/mediapipe_finetuned/<frame>.{npz,json}``, three ways:
+
+* the legacy graph ``FaceDetectionShortRangeCpu`` with its own
+  ``FaceDetectionOptions.model_path`` option set to the file (the graph
+  forwards it to the InferenceCalculator; checked in the expanded graph),
+  tapped as below (``legacy_*`` arrays);
+* the Tasks graph ``mediapipe.tasks.vision.face_detector.FaceDetectorGraph``
+  with the options the Tasks Python API builds (``FaceDetectorOptions`` with
+  ``model_asset_path`` = the file, all else default), expanded and tapped the
+  same way (``tasks_*``; "final" is DetectionProjection's normalized output,
+  before DetectionTransformation turns boxes into pixels);
+* the Tasks Python API itself, ``FaceDetector.detect`` (``tasks_api_*``:
+  integer pixel boxes, normalized keypoints, scores), and the same call with
+  the shipped file (``shipped_tasks_api_*``), for comparison.
+
+Extra checks for this mode: the API's result equals the expanded Tasks
+graph's output exactly, and its pixel boxes are DetectionTransformation's
+formula applied to the tapped normalized boxes; the legacy/Tasks differences
+are stored (``checks``). Both expanded graphs are written as
+``legacy_graph.pbtxt`` and ``tasks_graph.pbtxt``.
 
 What is tapped (nothing in the shipped graph is changed; the taps only read):
 
@@ -87,12 +112,17 @@ try:
   from google.protobuf import text_format
   from mediapipe.framework import calculator_pb2
   from mediapipe.framework.formats import detection_pb2
+  from mediapipe.framework.formats import rect_pb2
   from mediapipe.python import packet_creator
   from mediapipe.python import packet_getter
   from mediapipe.python._framework_bindings import calculator_graph
   from mediapipe.python._framework_bindings import image_frame
   from mediapipe.python._framework_bindings import resource_util
   from mediapipe.python._framework_bindings import validated_graph_config
+  from mediapipe.tasks.cc.core.proto import model_resources_calculator_pb2
+  from mediapipe.tasks.cc.vision.face_detector.proto import face_detector_graph_options_pb2
+  from mediapipe.tasks.python.core import base_options
+  from mediapipe.tasks.python.vision import face_detector
   import skimage
   import skimage.data
 except ImportError as e:  # pragma: no cover - depends on the venv
@@ -114,6 +144,8 @@ _OPTION_MODULES = (
     "mediapipe.framework.tool.switch_container_pb2",
     "mediapipe.framework.formats.object_detection.anchor_pb2",
     "mediapipe.modules.face_detection.face_detection_pb2",
+    "mediapipe.tasks.cc.core.proto.model_resources_calculator_pb2",
+    "mediapipe.tasks.cc.vision.face_detector.proto.face_detector_graph_options_pb2",
     "mediapipe.tasks.cc.components.containers.proto.embeddings_pb2",
 )
 
@@ -353,8 +385,13 @@ class Taps:
   MATRIX = "tap_transform_matrix"
 
 
-def tapped_graph(config: calculator_pb2.CalculatorGraphConfig) -> tuple[calculator_pb2.CalculatorGraphConfig, dict]:
-  """A copy of ``config`` with read-only taps; returns it and the names of the key streams."""
+def tapped_graph(config: calculator_pb2.CalculatorGraphConfig, final: str = "detections"
+                 ) -> tuple[calculator_pb2.CalculatorGraphConfig, dict]:
+  """A copy of ``config`` with read-only taps; returns it and the names of the key streams.
+
+  ``final`` names the stream of the detections mapped back to the image,
+  still normalized (the graph's output in the legacy graphs).
+  """
   g = calculator_pb2.CalculatorGraphConfig()
   g.CopyFrom(config)
   itt = _node(g, "ImageToTensorCalculator")
@@ -367,7 +404,7 @@ def tapped_graph(config: calculator_pb2.CalculatorGraphConfig) -> tuple[calculat
       "raw_tensors": _stream(inf.output_stream, "TENSORS"),
       "decoded": _stream(t2d.output_stream, "DETECTIONS"),
       "nms": nms.output_stream[0],
-      "final": "detections",
+      "final": final,
       "anchors": anchors.output_side_packet[0],
   }
   # ImageToTensor: make both MATRIX and LETTERBOX_PADDING available (extra outputs only).
@@ -418,8 +455,12 @@ def _probe_detection() -> detection_pb2.Detection:
 
 
 def run_graph(config, image: np.ndarray, *, side_packets: dict, observe: list[str],
-              probe: bool, side_outputs: list[str] = ()) -> dict:
+              probe: bool, side_outputs: list[str] = (), tasks: bool = False) -> dict:
   """Runs ``config`` once on ``image``.
+
+  ``tasks``: the graph is a Tasks graph, fed as the Tasks Python API feeds it
+  (an ``Image`` packet on ``image`` and a whole-image, unrotated
+  ``NormalizedRect`` on ``norm_rect``) instead of an ``ImageFrame``.
 
   Returns, per observed stream, its one non-empty packet, or None when the
   stream only advanced its timestamp bound (the calculator emitted nothing,
@@ -431,9 +472,16 @@ def run_graph(config, image: np.ndarray, *, side_packets: dict, observe: list[st
   for name in observe:
     graph.observe_output_stream(name, lambda s, p: packets[s].append(p), True)
   graph.start_run({k: packet_creator.create_int(v) for k, v in side_packets.items()})
-  graph.add_packet_to_input_stream(
-      "image", packet_creator.create_image_frame(image_format=image_frame.ImageFormat.SRGB,
-                                                  data=image).at(0))
+  if tasks:
+    graph.add_packet_to_input_stream("image", packet_creator.create_image(
+        mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=image)).at(0))
+    graph.add_packet_to_input_stream("norm_rect", packet_creator.create_proto(
+        rect_pb2.NormalizedRect(x_center=0.5, y_center=0.5, width=1, height=1,
+                                rotation=0)).at(0))
+  else:
+    graph.add_packet_to_input_stream(
+        "image", packet_creator.create_image_frame(image_format=image_frame.ImageFormat.SRGB,
+                                                    data=image).at(0))
   if probe:
     graph.add_packet_to_input_stream(Taps.PROBE_IN,
                                      packet_creator.create_proto(_probe_detection()).at(0))
@@ -673,6 +721,50 @@ def record(model: str, photo: str) -> tuple[dict, dict]:
   config = expanded_graph(model)
   side = ({"model_complexity": info["graph"]["model_complexity"]}
           if "model_complexity" in info["graph"] else {})
+  tflite = SITE / info["tflite"]
+  arrays, run = record_run(model, image, config, side=side, tflite=tflite,
+                           label=f"{model}/{photo}")
+  doc = {
+      "model": model,
+      "photo": photo_doc,
+      "spec_section": info["spec"],
+      "tflite": {"wheel_member": info["tflite"],
+                 "sha256": hashlib.sha256(tflite.read_bytes()).hexdigest()},
+      "graph": ({"binarypb": info["graph"]["binarypb"]} if "binarypb" in info["graph"] else
+                {"subgraph": info["graph"]["subgraph"], "side_packets": side}),
+      "mapping_back": info["mapping"],
+      **run,
+      "versions": _versions(),
+      "npz_keys": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()},
+  }
+  return arrays, doc
+
+
+def _versions() -> dict:
+  return {"mediapipe": mediapipe.__version__, "numpy": np.__version__,
+          "scikit-image": skimage.__version__, "python": platform.python_version(),
+          "machine": platform.machine()}
+
+
+def _det_list(arr: dict) -> list[dict]:
+  return [{"score": float(s), "label_id": int(c),
+           "xmin_ymin_width_height": [float(v) for v in bx],
+           "keypoints_xy": [[float(x), float(y)] for x, y in kp]}
+          for bx, kp, s, c in zip(arr["boxes"], arr["keypoints"], arr["scores"], arr["labels"])]
+
+
+def record_run(model: str, image: np.ndarray, config, *, side: dict, tflite: pathlib.Path,
+               label: str, final: str = "detections", tasks: bool = False,
+               untapped_check: bool = True) -> tuple[dict, dict]:
+  """One tapped run of an expanded graph on ``image``, with every check of the docstring.
+
+  ``final`` names the normalized output stream (see :func:`tapped_graph`),
+  ``tasks`` feeds the graph as a Tasks graph (see :func:`run_graph`).
+  ``untapped_check``: compare with the same graph without taps (the caller
+  does it otherwise, e.g. through the Tasks API). Returns the arrays for the
+  npz and the JSON entries from ``input_tensor`` to ``calculators``.
+  """
+  info = MODELS[model]
 
   # Options: the expanded graph's, checked against the spec.
   calculators = {}
@@ -687,7 +779,7 @@ def record(model: str, photo: str) -> tuple[dict, dict]:
     got = calculators[calc]["options"]
     for key, want in expected.items():
       if key not in got or got[key] != want:
-        raise RuntimeError(f"{model}: {calc}.{key} = {got.get(key)!r}, spec {info['spec']} "
+        raise RuntimeError(f"{label}: {calc}.{key} = {got.get(key)!r}, spec {info['spec']} "
                            f"says {want!r}")
   t2d = calculators["TensorsToDetectionsCalculator"]["options"]
   itt = calculators["ImageToTensorCalculator"]["options"]
@@ -695,15 +787,15 @@ def record(model: str, photo: str) -> tuple[dict, dict]:
   num_classes = t2d["num_classes"]
   th, tw = itt["output_tensor_height"], itt["output_tensor_width"]
 
-  tapped, names = tapped_graph(config)
+  tapped, names = tapped_graph(config, final)
   observe = [Taps.INPUT, Taps.RAW, Taps.PROBE_LB, Taps.PROBE_PROJ,
              names["decoded"], names["nms"], names["final"]]
   got = run_graph(tapped, image, side_packets=side, observe=observe, probe=True,
-                  side_outputs=[names["anchors"]])
+                  side_outputs=[names["anchors"]], tasks=tasks)
   required = [Taps.INPUT, Taps.RAW, Taps.PROBE_LB, Taps.PROBE_PROJ, names["decoded"]]
   missing = [s for s in required if got[s] is None]
   if missing:
-    raise RuntimeError(f"{model}/{photo}: no packet on {missing}")
+    raise RuntimeError(f"{label}: no packet on {missing}")
   emitted = {stage: got[names[stage]] is not None for stage in ("decoded", "nms", "final")}
 
   input_tensor = np.asarray(packet_getter.get_float_list(got[Taps.INPUT]), np.float32)
@@ -740,7 +832,7 @@ def record(model: str, photo: str) -> tuple[dict, dict]:
       "projection_keypoints_max_abs_diff": _max_abs(probe_proj["keypoints"][0], proj_kp),
   }
   if max(probe_check.values()) > 1e-6:
-    raise RuntimeError(f"{model}/{photo}: padding/matrix formulas disagree with MediaPipe: "
+    raise RuntimeError(f"{label}: padding/matrix formulas disagree with MediaPipe: "
                        f"{probe_check}")
 
   # Float32 NumPy re-computation of each stage from the previous recorded one.
@@ -759,19 +851,19 @@ def record(model: str, photo: str) -> tuple[dict, dict]:
       opencv_input_tensor(image, th, tw, rng["min"], rng["max"]), input_tensor)
   bad = {k: v for k, v in consistency.items() if v is None or v > 1e-5}
   if bad:
-    raise RuntimeError(f"{model}/{photo}: recorded stages inconsistent: {consistency}")
+    raise RuntimeError(f"{label}: recorded stages inconsistent: {consistency}")
 
   # The untapped graph must give the same final detections.
-  plain = run_graph(config, image, side_packets=side, observe=["detections"], probe=False)
-  plain_final = detections_to_arrays(_detections(plain["detections"]), num_kp)
-  if (plain["detections"] is not None) != emitted["final"]:
-    raise RuntimeError(f"{model}/{photo}: taps changed whether detections are emitted")
-  for k in plain_final:
-    if not np.array_equal(plain_final[k], stages["final"][k]):
-      raise RuntimeError(f"{model}/{photo}: taps changed the final detections ({k})")
+  if untapped_check:
+    plain = run_graph(config, image, side_packets=side, observe=["detections"], probe=False)
+    plain_final = detections_to_arrays(_detections(plain["detections"]), num_kp)
+    if (plain["detections"] is not None) != emitted["final"]:
+      raise RuntimeError(f"{label}: taps changed whether detections are emitted")
+    for k in plain_final:
+      if not np.array_equal(plain_final[k], stages["final"][k]):
+        raise RuntimeError(f"{label}: taps changed the final detections ({k})")
 
   # LiteRT on the recorded input tensor.
-  tflite = SITE / info["tflite"]
   lite = litert_outputs(tflite, input_tensor)
   lite_boxes = [o for o in lite if o.shape[-1] == num_coords][0]
   lite_scores = [o for o in lite if o.shape[-1] == num_classes][0]
@@ -782,7 +874,7 @@ def record(model: str, photo: str) -> tuple[dict, dict]:
       "raw_scores_max_abs": float(np.abs(raw_scores).max()),
   }
   if max(litert_check["raw_boxes_max_abs_diff"], litert_check["raw_scores_max_abs_diff"]) > 1e-3:
-    raise RuntimeError(f"{model}/{photo}: LiteRT disagrees with MediaPipe: {litert_check}")
+    raise RuntimeError(f"{label}: LiteRT disagrees with MediaPipe: {litert_check}")
 
   arrays = {
       "input_tensor": input_tensor,
@@ -803,21 +895,7 @@ def record(model: str, photo: str) -> tuple[dict, dict]:
       arrays[f"{stage}_{k}"] = v
   arrays["decoded_anchor_index"] = dec_idx.astype(np.int32)
 
-  def det_list(arr):
-    return [{"score": float(s), "label_id": int(c),
-             "xmin_ymin_width_height": [float(v) for v in bx],
-             "keypoints_xy": [[float(x), float(y)] for x, y in kp]}
-            for bx, kp, s, c in zip(arr["boxes"], arr["keypoints"], arr["scores"], arr["labels"])]
-
-  doc = {
-      "model": model,
-      "photo": photo_doc,
-      "spec_section": info["spec"],
-      "tflite": {"wheel_member": info["tflite"],
-                 "sha256": hashlib.sha256(tflite.read_bytes()).hexdigest()},
-      "graph": ({"binarypb": info["graph"]["binarypb"]} if "binarypb" in info["graph"] else
-                {"subgraph": info["graph"]["subgraph"], "side_packets": side}),
-      "mapping_back": info["mapping"],
+  run = {
       "input_tensor": {"shape": [1, th, tw, 3], "dtype": "float32",
                        "min": float(input_tensor.min()), "max": float(input_tensor.max())},
       "raw_outputs": {"raw_boxes_shape": list(raw_boxes.shape),
@@ -829,14 +907,294 @@ def record(model: str, photo: str) -> tuple[dict, dict]:
       "litert_check": litert_check,
       "counts": {stage: int(arr["scores"].shape[0]) for stage, arr in stages.items()},
       "packet_emitted": emitted,
-      "detections": {stage: det_list(arr) for stage, arr in stages.items()},
+      "detections": {stage: _det_list(arr) for stage, arr in stages.items()},
       "calculators": calculators,
-      "versions": {"mediapipe": mediapipe.__version__, "numpy": np.__version__,
-                   "scikit-image": skimage.__version__, "python": platform.python_version(),
-                   "machine": platform.machine()},
+  }
+  return arrays, run
+
+
+# ---------------------------------------------------------------------------
+# --finetuned FILE: a face_short_range file with new weights (written by
+# jaxanchors.models.save_tflite) in MediaPipe's legacy graph, in the Tasks
+# FaceDetector graph and through the Tasks Python API.
+# ---------------------------------------------------------------------------
+
+FINETUNED_BASE = "face_short_range"
+FINETUNED_FRAMES = ROOT / "tests" / "data" / "finetuned" / "heldout_composites"
+TASKS_GRAPH = "mediapipe.tasks.vision.face_detector.FaceDetectorGraph"
+
+
+def _shown(path: pathlib.Path) -> str:
+  """A path as the JSON shows it: relative to the project when inside it."""
+  try:
+    return path.resolve().relative_to(ROOT).as_posix()
+  except ValueError:
+    return path.name
+
+
+def _replace_strings(obj, old: str, new: str):
+  """``obj`` (JSON-like) with every string equal to ``old`` replaced by ``new``."""
+  if isinstance(obj, dict):
+    return {k: _replace_strings(v, old, new) for k, v in obj.items()}
+  if isinstance(obj, list):
+    return [_replace_strings(v, old, new) for v in obj]
+  return new if obj == old else obj
+
+
+def legacy_graph_with_model(model_file: pathlib.Path) -> calculator_pb2.CalculatorGraphConfig:
+  """``FaceDetectionShortRangeCpu`` with ``FaceDetectionOptions.model_path`` = ``model_file``.
+
+  The graph's own option: the wheel's graph forwards its FaceDetectionOptions
+  (``option_value: "OPTIONS:options"``) down to the InferenceCalculator's
+  ``model_path``. Expanded by MediaPipe; the expanded InferenceCalculator
+  must load ``model_file``.
+  """
+  text = ('input_stream: "image" output_stream: "detections" '
+          'node { calculator: "FaceDetectionShortRangeCpu" input_stream: "IMAGE:image" '
+          'output_stream: "DETECTIONS:detections" node_options { '
+          '[type.googleapis.com/mediapipe.FaceDetectionOptions] { '
+          f'model_path: "{model_file}" }} }} }}')
+  v = validated_graph_config.ValidatedGraphConfig()
+  v.initialize(graph_config=text)
+  config = calculator_pb2.CalculatorGraphConfig()
+  config.ParseFromString(v.binary_config)
+  got = _options(_node(config, "InferenceCalculator")).get("model_path")
+  if got != str(model_file):
+    raise RuntimeError(f"legacy graph: InferenceCalculator.model_path = {got!r}, "
+                       f"expected {str(model_file)!r}")
+  return config
+
+
+def tasks_options(model_file: pathlib.Path):
+  """The Tasks Python API's ``FaceDetectorOptions`` for ``model_file``, all else default."""
+  return face_detector.FaceDetectorOptions(
+      base_options=base_options.BaseOptions(model_asset_path=str(model_file)))
+
+
+def tasks_graph(model_file: pathlib.Path) -> tuple[calculator_pb2.CalculatorGraphConfig, str, dict]:
+  """The Tasks ``FaceDetectorGraph`` as the Python API configures it, expanded by MediaPipe.
+
+  The node options are the API's own (``FaceDetectorOptions(...).to_pb2()``).
+  Without the task runner's model-resources cache service, the expansion
+  gives the inference subgraph's ``ModelResourcesCalculator`` the model file
+  itself (``model_file.file_name``); that it names ``model_file`` is checked.
+  (The option protos must be imported before the expanded config is parsed
+  in Python, or the calculator's options are lost on the way back.) The
+  recorded pixel detections must equal the Python API's.
+
+  Returns the config, the name of the DetectionProjectionCalculator's output
+  (normalized detections in image coordinates, before
+  ``DetectionTransformationCalculator`` turns them into pixels) and the
+  graph options as a dict.
+  """
+  mrc, fdo = model_resources_calculator_pb2, face_detector_graph_options_pb2
+  options = tasks_options(model_file).to_pb2()
+  top = calculator_pb2.CalculatorGraphConfig()
+  top.input_stream.extend(["IMAGE:image", "NORM_RECT:norm_rect"])
+  top.output_stream.append("DETECTIONS:detections")
+  node = top.node.add(calculator=TASKS_GRAPH)
+  node.input_stream.extend(["IMAGE:image", "NORM_RECT:norm_rect"])
+  node.output_stream.append("DETECTIONS:detections")
+  node.options.Extensions[fdo.FaceDetectorGraphOptions.ext].CopyFrom(options)
+  v = validated_graph_config.ValidatedGraphConfig()
+  v.initialize(graph_config=top)
+  config = calculator_pb2.CalculatorGraphConfig()
+  config.ParseFromString(v.binary_config)
+  resources = _node(config, "ModelResourcesCalculator")
+  opts = resources.options.Extensions[mrc.ModelResourcesCalculatorOptions.ext]
+  if opts.model_resources_tag or opts.model_file.file_name != str(model_file):
+    raise RuntimeError(f"Tasks graph: ModelResourcesCalculator does not load {model_file}: "
+                       f"{opts}")
+  final = _stream(_node(config, "DetectionProjectionCalculator").output_stream, "DETECTIONS")
+  return config, final, json_format.MessageToDict(options, preserving_proto_field_name=True)
+
+
+def pixel_detections_to_arrays(dets, num_keypoints: int) -> dict[str, np.ndarray]:
+  """Detections in ``BOUNDING_BOX`` format (integer pixels), normalized keypoints."""
+  boxes, kps, scores, labels = [], [], [], []
+  for d in dets:
+    loc = d.location_data
+    if loc.format != loc.BOUNDING_BOX:
+      raise RuntimeError(f"unexpected location format {loc.format}")
+    b = loc.bounding_box
+    boxes.append([b.xmin, b.ymin, b.width, b.height])
+    kps.append([[k.x, k.y] for k in loc.relative_keypoints])
+    scores.append(d.score[0])
+    labels.append(d.label_id[0])
+  n = len(boxes)
+  return {"pixel_boxes": np.asarray(boxes, np.int32).reshape(n, 4),
+          "keypoints": np.asarray(kps, np.float32).reshape(n, num_keypoints, 2),
+          "scores": np.asarray(scores, np.float32).reshape(n),
+          "labels": np.asarray(labels, np.int32).reshape(n)}
+
+
+def tasks_api_detect(model_file: pathlib.Path, image: np.ndarray, num_keypoints: int) -> dict:
+  """``FaceDetector.detect`` of the Tasks Python API, as arrays.
+
+  ``pixel_boxes`` ``[n, 4]`` int32 ``origin_x, origin_y, width, height``
+  (``BoundingBox``); keypoints normalized (``NormalizedKeypoint``), scores
+  (``categories[0].score``), labels (``categories[0].index``).
+  """
+  with face_detector.FaceDetector.create_from_options(tasks_options(model_file)) as detector:
+    result = detector.detect(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB,
+                                             data=np.ascontiguousarray(image)))
+  n = len(result.detections)
+  for d in result.detections:
+    if len(d.categories) != 1 or len(d.keypoints) != num_keypoints:
+      raise RuntimeError(f"Tasks API: unexpected detection {d}")
+  return {
+      "pixel_boxes": np.array([[d.bounding_box.origin_x, d.bounding_box.origin_y,
+                                d.bounding_box.width, d.bounding_box.height]
+                               for d in result.detections], np.int32).reshape(n, 4),
+      "keypoints": np.array([[[k.x, k.y] for k in d.keypoints] for d in result.detections],
+                            np.float32).reshape(n, num_keypoints, 2),
+      "scores": np.array([d.categories[0].score for d in result.detections],
+                         np.float32).reshape(n),
+      "labels": np.array([d.categories[0].index for d in result.detections],
+                         np.int32).reshape(n),
+  }
+
+
+def pixel_boxes(boxes_xywh: np.ndarray, width: int, height: int) -> np.ndarray:
+  """``DetectionTransformationCalculator``: each of xmin, ymin, width, height
+  times the image width / height in float32, truncated toward zero (the
+  float -> int conversion), clamped to [0, size]."""
+  f = np.float32
+  size = np.array([width, height, width, height], f)
+  v = np.trunc(np.asarray(boxes_xywh, f) * size)
+  return np.clip(v, 0, size).astype(np.int32)
+
+
+def _pixel_list(arr: dict) -> list[dict]:
+  return [{"score": float(s), "label_id": int(c),
+           "origin_x_y_width_height_pixels": [int(v) for v in bx],
+           "keypoints_xy": [[float(x), float(y)] for x, y in kp]}
+          for bx, kp, s, c in zip(arr["pixel_boxes"], arr["keypoints"], arr["scores"],
+                                  arr["labels"])]
+
+
+def load_frames(stem: pathlib.Path) -> tuple[list[dict], dict[str, np.ndarray]]:
+  """The frames of ``tools/finetuned_face_testdata.py`` (``stem``.json / .npz)."""
+  manifest = json.loads(stem.with_suffix(".json").read_text())
+  with np.load(stem.with_suffix(".npz")) as npz:
+    arrays = {k: npz[k] for k in npz.files}
+  for frame in manifest["frames"]:
+    img = arrays[frame["name"]]
+    if hashlib.sha256(img.tobytes()).hexdigest() != frame["sha256_of_uint8_rgb_pixels"]:
+      raise RuntimeError(f"frame {frame['name']}: pixels differ from the manifest's hash")
+  return manifest["frames"], arrays
+
+
+def record_finetuned(model_file: pathlib.Path, frame: dict, image: np.ndarray,
+                     frame_file: pathlib.Path) -> tuple[dict, dict]:
+  """The fine-tuned file on one frame: legacy graph, Tasks graph, Tasks API; the
+  shipped file through the Tasks API for comparison."""
+  name = frame["name"]
+  num_kp = MODELS[FINETUNED_BASE]["expected"]["TensorsToDetectionsCalculator"]["num_keypoints"]
+  h, w = image.shape[:2]
+
+  legacy_arrays, legacy = record_run(FINETUNED_BASE, image, legacy_graph_with_model(model_file),
+                                     side={}, tflite=model_file, label=f"legacy/{name}")
+  config, final, graph_options = tasks_graph(model_file)
+  tasks_arrays, tasks = record_run(FINETUNED_BASE, image, config, side={}, tflite=model_file,
+                                   label=f"tasks/{name}", final=final, tasks=True,
+                                   untapped_check=False)
+  # The same expanded graph without taps: its pixel output is what the API returns.
+  plain = run_graph(config, image, side_packets={}, observe=["detections"], probe=False,
+                    tasks=True)
+  graph_pixels = pixel_detections_to_arrays(_detections(plain["detections"]), num_kp)
+  api = tasks_api_detect(model_file, image, num_kp)
+  shipped_file = SITE / MODELS[FINETUNED_BASE]["tflite"]
+  shipped = tasks_api_detect(shipped_file, image, num_kp)
+
+  final_norm = {k[len("final_"):]: v for k, v in tasks_arrays.items() if k.startswith("final_")}
+  checks = {
+      "tasks_api_equals_tasks_graph": all(
+          np.array_equal(api[k], graph_pixels[k]) for k in api),
+      "tasks_api_pixel_boxes_from_tasks_final_max_abs_diff": _max_abs(
+          pixel_boxes(final_norm["boxes"], w, h), api["pixel_boxes"])
+      if len(api["scores"]) == len(final_norm["scores"]) else None,
+      "tasks_api_keypoints_scores_vs_tasks_final_max_abs_diff": max(
+          _max_abs(api["keypoints"], final_norm["keypoints"]),
+          _max_abs(api["scores"], final_norm["scores"]))
+      if len(api["scores"]) == len(final_norm["scores"]) else None,
+      "legacy_vs_tasks_max_abs_diff": {
+          k: (_max_abs(legacy_arrays[k], tasks_arrays[k])
+              if legacy_arrays[k].shape == tasks_arrays[k].shape else None)
+          for k in ("input_tensor", "raw_boxes", "raw_scores", "final_boxes", "final_keypoints",
+                    "final_scores")},
+  }
+  if not (checks["tasks_api_equals_tasks_graph"]
+          and checks["tasks_api_pixel_boxes_from_tasks_final_max_abs_diff"] == 0.0
+          and checks["tasks_api_keypoints_scores_vs_tasks_final_max_abs_diff"] == 0.0):
+    raise RuntimeError(f"{name}: the Tasks API and the tapped Tasks graph disagree: {checks}")
+
+  keep = ("input_tensor", "raw_boxes", "raw_scores", "letterbox_padding", "transform_matrix")
+  arrays = {k: legacy_arrays[k] for k in keep}
+  for k in keep[:3]:  # stored once when both routes agree
+    if not np.array_equal(legacy_arrays[k], tasks_arrays[k]):
+      arrays[f"tasks_{k}"] = tasks_arrays[k]
+  for route, src in (("legacy", legacy_arrays), ("tasks", tasks_arrays)):
+    for k, v in src.items():
+      if k.startswith(("decoded_", "nms_", "final_")):
+        arrays[f"{route}_{k}"] = v
+  for prefix, src in (("tasks_api", api), ("shipped_tasks_api", shipped)):
+    for k, v in src.items():
+      arrays[f"{prefix}_{k}"] = v
+
+  shown = _shown(model_file)
+  doc = {
+      "frame": {**frame, "file": _shown(frame_file)},
+      "model_file": {"path": shown, "sha256": hashlib.sha256(model_file.read_bytes()).hexdigest(),
+                     "base_model": FINETUNED_BASE,
+                     "base_wheel_member": MODELS[FINETUNED_BASE]["tflite"],
+                     "base_sha256": hashlib.sha256(shipped_file.read_bytes()).hexdigest()},
+      "legacy": {"graph": "FaceDetectionShortRangeCpu, FaceDetectionOptions.model_path = the file",
+                 **_replace_strings(legacy, str(model_file), shown)},
+      "tasks": {"graph": TASKS_GRAPH,
+                "graph_options": _replace_strings(graph_options, str(model_file), shown),
+                "model_resources": "ModelResourcesCalculator.model_file.file_name = the file "
+                                   "(set by the graph's expansion)",
+                **_replace_strings(tasks, str(model_file), shown)},
+      "tasks_api": {
+          "call": "FaceDetector.create_from_options(FaceDetectorOptions(base_options="
+                  "BaseOptions(model_asset_path=FILE))).detect(mp.Image(SRGB, frame))",
+          "count": int(api["scores"].shape[0]), "detections": _pixel_list(api)},
+      "shipped_tasks_api": {"model": MODELS[FINETUNED_BASE]["tflite"],
+                            "count": int(shipped["scores"].shape[0]),
+                            "detections": _pixel_list(shipped)},
+      "checks": checks,
+      "versions": _versions(),
       "npz_keys": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()},
   }
   return arrays, doc
+
+
+def main_finetuned(model_file: pathlib.Path, frames_stem: pathlib.Path, out: pathlib.Path) -> int:
+  model_file = model_file.resolve()
+  frames, images = load_frames(frames_stem)
+  out.mkdir(parents=True, exist_ok=True)
+  # The two expanded graphs, as MediaPipe expanded them (presets.from_graph reads them).
+  for stem, config, what in (
+      ("legacy_graph", legacy_graph_with_model(model_file),
+       "FaceDetectionShortRangeCpu with FaceDetectionOptions.model_path set to the file"),
+      ("tasks_graph", tasks_graph(model_file)[0],
+       f"{TASKS_GRAPH} with the Tasks Python API's default FaceDetectorOptions")):
+    text = text_format.MessageToString(config).replace(str(model_file), _shown(model_file))
+    (out / f"{stem}.pbtxt").write_text(
+        f"# {what}, expanded by mediapipe {mediapipe.__version__}.\n"
+        "# Written by tools/mediapipe_golden.py --finetuned.\n" + text)
+  for frame in frames:
+    arrays, doc = record_finetuned(model_file, frame, images[frame["name"]],
+                                   frames_stem.with_suffix(".npz"))
+    np.savez_compressed(out / f"{frame['name']}.npz", **arrays)
+    (out / f"{frame['name']}.json").write_text(_dumps(doc))
+    print(f"{frame['name']}: legacy {doc['legacy']['counts']}, tasks {doc['tasks']['counts']}, "
+          f"tasks API {doc['tasks_api']['count']}, shipped (tasks API) "
+          f"{doc['shipped_tasks_api']['count']}; legacy vs tasks "
+          f"{doc['checks']['legacy_vs_tasks_max_abs_diff']}; "
+          f"npz={(out / (frame['name'] + '.npz')).stat().st_size} B", flush=True)
+  return 0
 
 
 def _dumps(doc: dict) -> str:
@@ -848,14 +1206,25 @@ def _dumps(doc: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--out", type=pathlib.Path, default=ROOT / "tests" / "data" / "mediapipe")
+  parser.add_argument("--out", type=pathlib.Path, default=None,
+                      help="output folder (default: tests/data/mediapipe)")
   parser.add_argument("--explore", action="store_true",
                       help="print detection counts for every model x photo; write nothing")
   parser.add_argument("--only", nargs="*", help="model_photo names to (re)write")
+  parser.add_argument("--finetuned", type=pathlib.Path, metavar="FILE",
+                      help="record a fine-tuned face_short_range .tflite on the held-out "
+                           "frames instead (default --out: tests/data/mediapipe_finetuned)")
+  parser.add_argument("--frames", type=pathlib.Path, default=FINETUNED_FRAMES,
+                      help="with --finetuned: the frames' .npz/.json stem "
+                           "(tools/finetuned_face_testdata.py writes them)")
   args = parser.parse_args(argv)
   if mediapipe.__version__ != MEDIAPIPE_VERSION:
     sys.exit(f"needs mediapipe=={MEDIAPIPE_VERSION}, found {mediapipe.__version__}")
   _import_option_protos()
+
+  if args.finetuned is not None:
+    out = args.out or ROOT / "tests" / "data" / "mediapipe_finetuned"
+    return main_finetuned(args.finetuned, args.frames, out)
 
   if args.explore:
     for model in MODELS:
@@ -866,6 +1235,7 @@ def main(argv: list[str] | None = None) -> int:
               f" litert={doc['litert_check']['raw_boxes_max_abs_diff']:.2e}", flush=True)
     return 0
 
+  args.out = args.out or ROOT / "tests" / "data" / "mediapipe"
   args.out.mkdir(parents=True, exist_ok=True)
   for model, photo in PAIRS:
     stem = f"{model}_{photo}"
