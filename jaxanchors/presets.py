@@ -18,8 +18,11 @@ name                      input  strides           anchors
 ``objectron_oidv4``       300    16..512           1917
 ========================  =====  ================  =======
 
-``face_short_range_tasks`` and ``pose_tasks`` are the MediaPipe Tasks API
-variants of the same models (NMS threshold 0.5 instead of 0.3).
+``face_short_range_tasks`` and ``pose_tasks`` are the MediaPipe Tasks graphs'
+option-proto defaults for the same models (NMS threshold 0.5 instead of 0.3).
+The Tasks ``PoseDetector`` uses 0.5; the Tasks ``FaceDetector`` front ends
+(Python, C++, Java, Web, iOS) set 0.3, so a ``FaceDetector`` with its default
+options is exactly ``face_short_range``.
 """
 
 from __future__ import annotations
@@ -197,13 +200,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         preprocessing=_input(300, keep=False, border="UNSPECIFIED")),
 )}
 
-# MediaPipe Tasks API detectors: same models, anchors and decoding; NMS merges
-# only above IoU 0.5 (their default ``min_suppression_threshold``, docs/semantics.md §5.2, §5.6).
+# MediaPipe Tasks graphs with their option protos' defaults: same models, anchors
+# and decoding; NMS merges only above IoU 0.5 (docs/semantics.md §5.2, §5.6).
 for _base, _name in (("face_short_range", "face_short_range_tasks"), ("pose", "pose_tasks")):
   PRESETS[_name] = dataclasses.replace(
       PRESETS[_base], name=_name, nms=_weighted(0.5),
       description=PRESETS[_base].description.replace(
-          "(semantics", "Tasks API variant, NMS 0.5 (semantics"))
+          "(semantics", "Tasks graph's proto defaults, NMS 0.5 (semantics"))
 
 
 def names() -> tuple[str, ...]:
