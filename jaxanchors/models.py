@@ -176,6 +176,8 @@ def _from_wheel(extract: Any, target: pathlib.Path,
     extract(pathlib.Path(wheel), target)
     return
   target.mkdir(parents=True, exist_ok=True)
+  print(f"jaxanchors: downloading the mediapipe=={MEDIAPIPE_VERSION} wheel once for its "
+        f"models and graphs (cached in {target})", file=sys.stderr, flush=True)
   with tempfile.TemporaryDirectory(dir=target, prefix="download-") as tmp:
     extract(_download_wheel(pathlib.Path(tmp)), target)
 
