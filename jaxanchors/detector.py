@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -157,6 +158,14 @@ def _without_stderr_lines(dropped: str) -> Iterator[None]:
         sys.stderr.flush()
 
 
+@functools.lru_cache(maxsize=None)
+def _network(name: str) -> Any:
+  """The JAX network of a shipped model other than a preset's own, one instance per
+  name (so compiled programs are shared by detectors)."""
+  from jaxanchors import models  # pylint: disable=import-outside-toplevel
+  return models.load_network(name)
+
+
 def _bucket(n: int, batch_size: int) -> int:
   """The padded size of a call holding ``n`` frames: the next power of two, at most
   ``batch_size``."""
@@ -180,8 +189,10 @@ class Detector:
     runtime: ``"jax"`` (the network translated to JAX, everything in one
       jitted call per batch) or ``"litert"`` (the ``.tflite`` in LiteRT, frame
       by frame, then one jitted call for the post-processing).
-    network: a :class:`jaxanchors.networks.Network` to run instead of the
-      preset's model (``runtime="jax"`` only), e.g. a fine-tuned copy.
+    model: another shipped model to run with the preset's options, a name of
+      :data:`jaxanchors.models.MODELS` (e.g. ``"palm_lite"`` with ``"palm"``).
+    network: a :class:`jaxanchors.networks.Network` to run instead
+      (``runtime="jax"`` only), e.g. a fine-tuned copy.
     batch_size: frames per call at most.
 
   Raises:
@@ -197,15 +208,21 @@ class Detector:
   """
 
   def __init__(self, preset: Any, *, min_score: float | None = None, max_detections: int = 10,
-               runtime: str = "jax", network: Any = None, batch_size: int = 8) -> None:
+               runtime: str = "jax", model: str | None = None, network: Any = None,
+               batch_size: int = 8) -> None:
     preset = presets_module.get(preset)
     if not isinstance(preset, presets_module.Preset):
       raise TypeError(f"preset must be a preset name or a Preset, got {type(preset).__name__}")
     if runtime not in _RUNTIMES:
       raise ValueError(f"runtime must be one of {', '.join(_RUNTIMES)}, got {runtime!r}")
-    if network is not None and runtime != "jax":
-      raise ValueError("network= runs in JAX: use runtime='jax'")
-    if network is None and preset.model is None:
+    if network is not None and (runtime != "jax" or model is not None):
+      raise ValueError("network= runs in JAX: use runtime='jax' and no model=")
+    if model is not None:
+      from jaxanchors import models  # pylint: disable=import-outside-toplevel
+      if model not in models.MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {sorted(models.MODELS)}")
+    model = model or preset.model
+    if network is None and model is None:
       with_models = ", ".join(n for n in presets_module.names() if presets_module.get(n).model)
       raise ValueError(f"preset {preset.name!r} has no shipped model; use one of {with_models} "
                        "or pass network=")
@@ -218,16 +235,18 @@ class Detector:
         raise ValueError(f"min_score must lie in 0..1, got {min_score!r}")
     self._min_score = min_score
     self._runtime = runtime
+    self._model_name = model
     self._network = network
     self._litert = None
 
   @classmethod
   def from_preset(cls, preset: Any, *, min_score: float | None = None, max_detections: int = 10,
-                  runtime: str = "jax", network: Any = None, batch_size: int = 8) -> Detector:
+                  runtime: str = "jax", model: str | None = None, network: Any = None,
+                  batch_size: int = 8) -> Detector:
     """The detector of a preset (by name, as MediaPipe Tasks' ``create_from_options``);
     the arguments are the constructor's."""
     return cls(preset, min_score=min_score, max_detections=max_detections, runtime=runtime,
-               network=network, batch_size=batch_size)
+               model=model, network=network, batch_size=batch_size)
 
   @property
   def preset(self) -> presets_module.Preset:
@@ -263,7 +282,7 @@ class Detector:
     if self._litert is None:
       from jaxanchors import models  # pylint: disable=import-outside-toplevel
       with _without_stderr_lines("Created TensorFlow Lite XNNPACK delegate"):
-        self._litert = models.TFLiteModel.from_name(self._preset.model)
+        self._litert = models.TFLiteModel.from_name(self._model_name)
         self._litert(np.zeros(self._litert.input_shape, np.float32))  # delegate set up here
     return self._litert
 
@@ -275,7 +294,7 @@ class Detector:
       self._model()
     elif self._network is None:
       from jaxanchors import models  # pylint: disable=import-outside-toplevel
-      models.model_path(self._preset.model)
+      models.model_path(self._model_name)
     return self
 
   def _run(self, stack: np.ndarray) -> Any:
@@ -284,8 +303,11 @@ class Detector:
     from jaxanchors import pipeline  # pylint: disable=import-outside-toplevel
     from jaxanchors.letterbox import letterbox  # pylint: disable=import-outside-toplevel
     if self._runtime == "jax":
+      network = self._network
+      if network is None and self._model_name != self._preset.model:
+        network = _network(self._model_name)
       found = pipeline.detect_images(stack, self._preset, max_detections=self._max_detections,
-                                     network=self._network, **self._threshold())
+                                     network=network, **self._threshold())
     else:
       model = self._model()
       tensors, transform = letterbox(stack, self._preset.preprocessing)
