@@ -198,7 +198,7 @@ def _detect_plan(args: argparse.Namespace) -> tuple[presets.Preset, list[Path], 
       if images.is_video(path):
         pictures += images.video_frame_count(path) or 1
       else:
-        images.image_size(path)
+        images.probe_image(path)
         pictures += 1
     except ImportError as e:
       raise CliError(str(e)) from None
@@ -266,6 +266,8 @@ def _detect_command(args: argparse.Namespace) -> int:
     target = Path(args.json)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     sink = os.fdopen(fd, "w")
+  if args.output is not None:
+    from jaxanchors import plot
   bar = _progress(pictures, args.quiet)
   by_name = _coco_ids(files)
   coco: list[dict] = []
@@ -280,7 +282,6 @@ def _detect_command(args: argparse.Namespace) -> int:
         else:
           sink.write(found.to_json() + "\n")
       if args.output is not None:
-        from jaxanchors import plot
         path = _picture_path(Path(args.output), found, several)
         try:
           plot.draw_detections(picture, found, path, keypoint_names=args.keypoint_names)
@@ -302,7 +303,7 @@ def _detect_command(args: argparse.Namespace) -> int:
       os.replace(tmp, args.json)
       tmp = None
   except OSError as e:
-    raise CliError(f"cannot read {e.filename or 'an input'}: {e.strerror or e}") from None
+    raise CliError(str(e)) from None
   finally:
     if bar is not None:
       bar.close()

@@ -383,7 +383,11 @@ class Detector:
           for k, frame in enumerate(images_module.iter_video(path)):
             yield frame, str(path), k
         else:
-          yield images_module.read_image(path), str(path), None
+          try:
+            picture = images_module.read_image(path)
+          except OSError as e:
+            raise OSError(f"cannot read {str(path)!r}: {e}") from e
+          yield picture, str(path), None
 
     def flush(pending: list[tuple[np.ndarray, str, int | None]]) -> Iterator[Any]:
       pictures = [images_module.as_rgb(p[0]) for p in pending]

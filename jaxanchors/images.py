@@ -30,8 +30,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "as_rgb", "find_inputs", "image_size",
-           "is_video", "iter_video", "read_image", "video_frame_count"]
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "as_rgb", "find_inputs", "is_video",
+           "iter_video", "probe_image", "read_image", "video_frame_count"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm", ".pbm", ".pnm")
@@ -115,14 +115,18 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-  """``(height, width)`` of an image file after its EXIF orientation, read from its
-  header alone (nothing is decoded)."""
+def probe_image(path: str | os.PathLike[str]) -> tuple[int, int]:
+  """``(height, width)`` of an image file as stored (before EXIF orientation), from
+  its header alone: a cheap check that Pillow can open it.
+
+  Raises:
+    ImportError: Pillow is not installed.
+    OSError: not an image Pillow can open.
+  """
   image_module, _ = _pillow()
   with image_module.open(path) as img:
     w, h = img.size
-    orientation = img.getexif().get(0x0112, 1)
-  return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+  return h, w
 
 
 def is_video(path: str | os.PathLike[str]) -> bool:

@@ -75,7 +75,7 @@ def test_exif_orientation_is_applied(tmp_path, orientation, undo):
   exif[0x0112] = orientation
   Image.fromarray(np.ascontiguousarray(undo(upright))).save(tmp_path / "r.png", exif=exif)
   np.testing.assert_array_equal(images.read_image(tmp_path / "r.png"), upright)
-  assert images.image_size(tmp_path / "r.png") == upright.shape[:2]
+  assert images.probe_image(tmp_path / "r.png") == undo(upright).shape[:2]  # as stored
 
 
 def test_find_inputs(tmp_path):
