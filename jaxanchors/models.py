@@ -12,7 +12,8 @@ their SHA-256 and caches them::
     ...
 
 ``<cache>`` is the ``cache_dir`` argument, else ``$JAXANCHORS_CACHE``, else
-``~/.cache/jaxanchors``. Once extracted, no network is needed.
+``~/.cache/jaxanchors``. The download prints one line to stderr; once
+extracted, no network is needed.
 
 :class:`TFLiteModel` runs a model with LiteRT (the ``ai-edge-litert`` package,
 ``pip install 'jaxanchors[models]'``), imported only when a model is built, and

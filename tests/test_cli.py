@@ -311,6 +311,21 @@ def test_16_bit_palette_and_exif_files_give_the_8_bit_detections(pictures, tmp_p
     assert got["detections"] == w.to_dict()["detections"] and len(w) == 1, name
 
 
+def test_progress_bar_on_more_than_a_few_pictures(pictures, tmp_path):
+  pytest.importorskip("tqdm", reason="the progress bar is tqdm (the 'cli' extra)")
+  root, _ = pictures
+  face = str(root / "face.png")
+  code, _, err = main("detect", *[face] * 5, "--preset", "face_short_range", "--runtime",
+                      "litert", "--batch-size", "1")
+  assert code == 0 and "0/5 [" in err                      # tqdm, cleared at the end
+  code, _, err = main("detect", *[face] * 4, "--preset", "face_short_range", "--runtime",
+                      "litert", "--batch-size", "1")
+  assert code == 0 and "/4" not in err                      # a few pictures: no bar
+  code, out, err = main("detect", *[face] * 5, "--preset", "face_short_range", "--runtime",
+                        "litert", "--batch-size", "1", "-q")
+  assert code == 0 and err == "" and out == ""
+
+
 def test_min_score_reaches_the_detector(pictures, tmp_path):
   root, face = pictures
   score = float(_detector().detect(face).scores[0])
