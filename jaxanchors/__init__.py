@@ -2,6 +2,7 @@
 
 from jaxanchors import boxes
 from jaxanchors import finetune
+from jaxanchors import images
 from jaxanchors import losses
 from jaxanchors import matching
 from jaxanchors import ops
@@ -21,7 +22,10 @@ from jaxanchors.decoding import anchors_from_yxhw
 from jaxanchors.decoding import decode
 from jaxanchors.decoding import decode_postprocessed
 from jaxanchors.decoding import encode
+from jaxanchors.images import read_image
 from jaxanchors.detections import Detections
+from jaxanchors.detector import Detector
+from jaxanchors.detector import ImageDetections
 from jaxanchors.detections import count
 from jaxanchors.detections import from_xywh
 from jaxanchors.detections import to_pixels
@@ -55,6 +59,8 @@ __all__ = (
     "DecoderOptions",
     "DetectionMapping",
     "Detections",
+    "Detector",
+    "ImageDetections",
     "ImageToTensorOptions",
     "LetterboxTransform",
     "MatcherOptions",
@@ -79,6 +85,7 @@ __all__ = (
     "finetune",
     "from_xywh",
     "generate_anchors",
+    "images",
     "letterbox",
     "losses",
     "match",
@@ -91,6 +98,7 @@ __all__ = (
     "pairwise_overlap",
     "presets",
     "project_detections",
+    "read_image",
     "remove_letterbox",
     "to_pixels",
     "to_xywh",

@@ -7,20 +7,31 @@ Examples::
   jaxanchors anchors --options my_options.json -o anchors.txt --plot anchors.png
   jaxanchors anchors --graph palm_detection_cpu.pbtxt -o anchors.npy
   jaxanchors detect photo.jpg --preset face_short_range -o faces.png --json faces.json
+  jaxanchors detect photos/ 'more/*.jpg' clip.mp4 --preset pose --json poses.jsonl
+  jaxanchors detect val2017/ --preset face_full_range --json faces.json --format coco
 
-Output format follows the file extension: ``.npy`` (float32 ``[N, 4]``),
-``.csv`` (header ``x_center,y_center,w,h``), ``.json`` (options and rows) or
-``.txt`` (MediaPipe's golden-file format: ``x_center y_center w h`` with
-``%g``). Errors print one line to stderr and exit with status 2.
+``anchors``: the output format follows the file extension: ``.npy`` (float32
+``[N, 4]``), ``.csv`` (header ``x_center,y_center,w,h``), ``.json`` (options
+and rows) or ``.txt`` (MediaPipe's golden-file format: ``x_center y_center w
+h`` with ``%g``).
+
+``detect``: detections in pixels as JSON Lines, one object per picture in the
+schema of :meth:`jaxanchors.detector.ImageDetections.to_dict`, or COCO results
+(``--format coco``); a progress bar (tqdm, the ``cli`` extra) on stderr for
+more than a few pictures. Every input and output is checked before a model
+runs, and the detections file appears only when the run completes.
+
+Errors print one line to stderr and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
@@ -133,16 +144,8 @@ def _anchors_command(args: argparse.Namespace) -> int:
   return 0
 
 
-def _read_image(path: str) -> np.ndarray:
-  try:
-    from PIL import Image
-  except ImportError:
-    raise CliError("reading images needs Pillow: pip install 'jaxanchors[plot]'") from None
-  try:
-    with Image.open(path) as img:
-      return np.asarray(img.convert("RGB"))
-  except OSError as e:
-    raise CliError(f"cannot read image {path!r}: {e}") from None
+_PICTURES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".tif", ".tiff", ".webp")
+_PROGRESS_FROM = 5  # pictures: a progress bar on anything longer
 
 
 def _compilation_cache() -> None:
@@ -154,14 +157,20 @@ def _compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(models.cache_root() / "jax-cache"))
 
 
-def _detect_command(args: argparse.Namespace) -> int:
-  import jax
-  from jaxanchors import models
-  from jaxanchors.detections import to_pixels
-  from jaxanchors.letterbox import letterbox
-  from jaxanchors.pipeline import detect, detect_images
-  if args.max_detections < 1:
-    raise CliError(f"--max-detections must be at least 1, got {args.max_detections}")
+def _check_folder(path: Path, what: str) -> None:
+  folder = path.parent
+  if not folder.is_dir():
+    raise CliError(f"cannot write {what} {str(path)!r}: no folder {str(folder)!r}")
+  if path.is_dir():
+    raise CliError(f"cannot write {what} {str(path)!r}: it is a folder")
+
+
+def _detect_plan(args: argparse.Namespace) -> tuple[presets.Preset, list[Path], int, bool]:
+  """Every check of a ``detect`` run, before any model is fetched or run: the preset
+  and numbers, the inputs (folders first), the outputs. Returns the preset, the
+  input files, the number of pictures (video frames as their containers say) and
+  whether there are several."""
+  from jaxanchors import images
   try:
     preset = presets.get(args.preset)
   except ValueError as e:
@@ -169,48 +178,157 @@ def _detect_command(args: argparse.Namespace) -> int:
   if preset.model is None:
     with_models = ", ".join(n for n in presets.names() if presets.get(n).model)
     raise CliError(f"preset {args.preset!r} has no shipped model; use one of {with_models}")
-  image = _read_image(args.image)
-  if args.runtime == "litert":
+  anchors = preset.decoder.num_boxes
+  if not 1 <= args.max_detections <= anchors:
+    raise CliError(f"--max-detections must be between 1 and {anchors} (the preset's anchors), "
+                   f"got {args.max_detections}")
+  if args.batch_size < 1:
+    raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
+  if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
+    raise CliError(f"--min-score must lie in 0..1, got {args.min_score}")
+  if args.format == "coco" and args.json is None:
+    raise CliError("--format coco writes the file given with --json: add --json FILE.json")
+  try:
+    files = images.find_inputs(args.inputs)
+  except ValueError as e:
+    raise CliError(str(e)) from None
+  pictures = 0
+  for path in files:
     try:
-      model = models.TFLiteModel.from_name(preset.model)
-    except (ImportError, RuntimeError, OSError) as e:
+      if images.is_video(path):
+        pictures += images.video_frame_count(path) or 1
+      else:
+        images.probe_image(path)
+        pictures += 1
+    except ImportError as e:
       raise CliError(str(e)) from None
-    tensor, transform = letterbox(image, preset.preprocessing)
-    raw_boxes, raw_scores = model(np.asarray(tensor)[None])
-    found = detect(raw_boxes[0], raw_scores[0], preset, max_detections=args.max_detections,
-                   transform=transform)
-  else:
-    _compilation_cache()
-    try:
-      models.model_path(preset.model)
-      found = detect_images(image, preset, max_detections=args.max_detections)
-    except (ImportError, RuntimeError, OSError) as e:
-      raise CliError(str(e)) from None
-  pixels = jax.tree.map(np.asarray, to_pixels(found, width=image.shape[1], height=image.shape[0]))
-  records = [dict(score=float(s), class_id=int(c), box=[float(x) for x in b],
-                  keypoints=[[float(x), float(y)] for x, y in k])
-             for b, k, s, c, ok in zip(*pixels) if ok]
-  if args.json is not None:
-    doc = {"image": args.image, "preset": preset.name, "width": image.shape[1],
-           "height": image.shape[0], "box_format": "xmin, ymin, xmax, ymax in pixels",
-           "detections": records}
-    try:
-      Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     except OSError as e:
-      raise CliError(f"cannot write {args.json!r}: {e.strerror}") from None
+      raise CliError(f"cannot read {str(path)!r}: {e}") from None
+  several = len(files) > 1 or any(images.is_video(p) for p in files)
+  if args.output is not None:
+    out = Path(args.output)
+    if several:
+      if not out.is_dir():
+        raise CliError(f"-o must be an existing folder when there are several pictures "
+                       f"({pictures}); {str(out)!r} is not one")
+    else:
+      if out.suffix.lower() not in _PICTURES:
+        raise CliError(f"cannot tell the picture format of {str(out)!r}: use one of "
+                       f"{', '.join(_PICTURES)}")
+      _check_folder(out, "picture")
+    try:
+      import matplotlib  # noqa: F401
+    except ImportError:
+      raise CliError("drawing needs matplotlib: pip install 'jaxanchors[plot]'") from None
+  if args.json is not None:
+    _check_folder(Path(args.json), "detections")
+  return preset, files, pictures, several
+
+
+def _coco_ids(files: list[Path]) -> bool:
+  """Whether COCO image ids come from the file names (every input an image named by a number)."""
+  from jaxanchors import images
+  return all(p.stem.isdigit() and not images.is_video(p) for p in files)
+
+
+def _picture_path(out: Path, found: Any, several: bool) -> Path:
+  if not several:
+    return out
+  stem = Path(found.source).stem
+  return out / (f"{stem}.png" if found.frame is None else f"{stem}_{found.frame:06d}.png")
+
+
+def _progress(total: int, quiet: bool) -> Any:
+  if quiet or total < _PROGRESS_FROM:
+    return None
+  try:
+    from tqdm import tqdm
+  except ImportError:
+    return None
+  return tqdm(total=total, unit="picture", file=sys.stderr, leave=False)
+
+
+def _detect_command(args: argparse.Namespace) -> int:
+  import tempfile
+  from jaxanchors.detector import Detector
+  preset, files, pictures, several = _detect_plan(args)
+  detector = Detector.from_preset(preset, min_score=args.min_score,
+                                  max_detections=args.max_detections, runtime=args.runtime,
+                                  batch_size=args.batch_size)
+  try:
+    if args.runtime == "jax":
+      _compilation_cache()
+    detector.prepare()
+  except (ImportError, RuntimeError, OSError) as e:
+    raise CliError(str(e)) from None
+  sink = tmp = None
+  if args.json is not None:
+    target = Path(args.json)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    sink = os.fdopen(fd, "w")
   if args.output is not None:
     from jaxanchors import plot
-    _plot(args.output, lambda: plot.draw_detections(image, found, args.output))
-  for r in records:
-    box = ", ".join(f"{x:.1f}" for x in r["box"])
-    print(f"score {r['score']:.3f}  box [{box}]  {len(r['keypoints'])} keypoints")
-  print(f"{len(records)} detection(s) with preset {preset.name}")
+  bar = _progress(pictures, args.quiet)
+  by_name = _coco_ids(files)
+  coco: list[dict] = []
+  total = count = 0
+  try:
+    for found, picture in detector.detect_files(files, with_images=True):
+      count += 1
+      total += len(found)
+      if sink is not None:
+        if args.format == "coco":
+          coco += found.to_coco(int(Path(found.source).stem) if by_name else count)
+        else:
+          sink.write(found.to_json() + "\n")
+      if args.output is not None:
+        path = _picture_path(Path(args.output), found, several)
+        try:
+          plot.draw_detections(picture, found, path, keypoint_names=args.keypoint_names)
+        except OSError as e:
+          raise CliError(f"cannot write {str(path)!r}: {e.strerror}") from None
+      if bar is not None:
+        bar.update(1)
+      if not args.quiet and not several:
+        for box, score, label in zip(found.boxes.tolist(), found.scores.tolist(),
+                                     found.classes.tolist()):
+          name = found.label(label) or preset.name
+          print(f"{name} {score:.3f}  box [{', '.join(f'{x:.1f}' for x in box)}]  "
+                f"{found.keypoints.shape[1]} keypoints")
+    if sink is not None:
+      if args.format == "coco":
+        sink.write(json.dumps(coco) + "\n")
+      sink.close()
+      sink = None
+      os.replace(tmp, args.json)
+      tmp = None
+  except OSError as e:
+    raise CliError(str(e)) from None
+  finally:
+    if bar is not None:
+      bar.close()
+    if sink is not None:
+      sink.close()
+    if tmp is not None and os.path.exists(tmp):
+      os.unlink(tmp)
+  if not args.quiet:
+    print(f"{total} detection(s) in {count} picture(s) with preset {preset.name}")
   return 0
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse with its usage errors as one line and exit status 2."""
+
+  def error(self, message: str) -> NoReturn:
+    print(f"jaxanchors: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  from jaxanchors import __version__
+  parser = _Parser(
       prog="jaxanchors", description="MediaPipe SSD anchors, decoding and NMS in JAX.")
+  parser.add_argument("--version", action="version", version=f"jaxanchors {__version__}")
   sub = parser.add_subparsers(dest="command", required=True)
   anchors = sub.add_parser("anchors", help="export or summarise an anchor table",
                            description="Export or summarise MediaPipe SSD anchors.")
@@ -228,17 +346,35 @@ def _parser() -> argparse.ArgumentParser:
   anchors.add_argument("-q", "--quiet", action="store_true", help="print no summary")
   anchors.set_defaults(run=_anchors_command)
 
-  det = sub.add_parser("detect", help="run a preset's real MediaPipe model on a photo",
-                       description="Photo -> letterbox -> the preset's .tflite network -> "
-                       "detections, in one jitted JAX call (or the network in LiteRT).")
-  det.add_argument("image", help="photo (any format Pillow reads)")
+  det = sub.add_parser(
+      "detect", help="run a preset's real MediaPipe model on pictures and videos",
+      description="Pictures -> letterbox -> the preset's .tflite network -> detections in "
+      "pixels: several files, folders, glob patterns and videos, batched by size, in one "
+      "jitted JAX call per batch (or the network in LiteRT).")
+  det.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files (any format Pillow reads), folders of them, glob "
+                   "patterns (quoted) or video files (needs PyAV, the 'video' extra)")
   det.add_argument("--preset", required=True, metavar="NAME", help="preset with a shipped model")
-  det.add_argument("-o", "--output", metavar="FILE.png", help="draw the detections")
-  det.add_argument("--json", metavar="FILE.json", help="write detections in image pixels")
-  det.add_argument("--max-detections", type=int, default=10, metavar="N")
+  det.add_argument("-o", "--output", metavar="PATH",
+                   help="draw the detections: a picture file for one picture, an existing "
+                   "folder for several (<stem>.png; videos <stem>_<frame>.png)")
+  det.add_argument("--json", metavar="FILE",
+                   help="write the detections in pixels: JSON Lines, one object per picture "
+                   "(the schema in the README), or COCO results with --format coco")
+  det.add_argument("--format", choices=("jsonl", "coco"), default="jsonl",
+                   help="what --json holds: JSON Lines (default) or a COCO results list "
+                   "(image_id from numeric file names, else the picture's position from 1)")
+  det.add_argument("--min-score", type=float, metavar="S",
+                   help="score threshold in 0..1 (default: the preset's)")
+  det.add_argument("--max-detections", type=int, default=10, metavar="N",
+                   help="detections kept per picture at most (default 10)")
+  det.add_argument("--batch-size", type=int, default=8, metavar="N",
+                   help="pictures of one size per call (default 8)")
   det.add_argument("--runtime", choices=("jax", "litert"), default="jax",
                    help="run the network translated to JAX (default; compiled once per "
-                   "preset and image size, then cached) or in LiteRT")
+                   "preset and picture size, then cached) or in LiteRT")
+  det.add_argument("--keypoint-names", action="store_true", help="write keypoint names on -o")
+  det.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
   det.set_defaults(run=_detect_command)
   return parser
 

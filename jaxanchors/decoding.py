@@ -312,16 +312,20 @@ def _decode_geometry(raw_boxes: jax.Array, anchors: jax.Array, options: DecoderO
   return boxes, keypoints
 
 
-def _finish(boxes, keypoints, score, cls, candidate, options: DecoderOptions) -> Detections:
+def _finish(boxes, keypoints, score, cls, candidate, options: DecoderOptions,
+            min_score_thresh: jax.Array | None = None) -> Detections:
   """docs/semantics.md §2.7 steps 2-5 (filters, flip) and step 1 (max_results) on whole arrays.
 
   ``boxes [..., 4]`` are ``[xmin, ymin, xmax, ymax]`` before any flip.
+  ``min_score_thresh`` (a traced scalar) replaces the options' threshold.
   """
   xmin, ymin, xmax, ymax = (boxes[..., i] for i in range(4))
   width, height = xmax - xmin, ymax - ymin
   valid = candidate & (width >= 0) & (height >= 0)  # NaN compares false: dropped
   valid &= _class_allowed(cls, options)
-  if options.min_score_thresh is not None:
+  if min_score_thresh is not None:
+    valid &= score >= jnp.asarray(min_score_thresh).astype(score.dtype)
+  elif options.min_score_thresh is not None:
     valid &= score >= jnp.asarray(options.min_score_thresh, score.dtype)
   if options.max_results > 0:
     valid &= jnp.cumsum(valid, axis=-1) <= options.max_results
@@ -333,20 +337,23 @@ def _finish(boxes, keypoints, score, cls, candidate, options: DecoderOptions) ->
 
 
 def decode_rows(raw_boxes: jax.Array, raw_scores: jax.Array, anchors: jax.Array,
-                options: DecoderOptions, *, candidate: jax.Array | None = None) -> Detections:
+                options: DecoderOptions, *, candidate: jax.Array | None = None,
+                min_score_thresh: jax.Array | None = None) -> Detections:
   """Decodes, scores and filters rows of checked raw outputs (docs/semantics.md §2.5-§2.7).
 
   The package's one decoding entry, shared by :func:`decode` (every anchor)
   and the detection pipeline (only the anchors its score pre-filter kept,
   gathered with their anchor rows): both produce the same values for the same
-  row. ``candidate`` (default all) marks the rows that may be valid; traced
-  inside the caller's jit, nothing is checked here.
+  row. ``candidate`` (default all) marks the rows that may be valid;
+  ``min_score_thresh`` (a scalar, possibly traced) replaces the options'
+  threshold, ``-inf`` meaning none. Traced inside the caller's jit, nothing
+  is checked here.
   """
   boxes, keypoints = _decode_geometry(raw_boxes, anchors, options)
   score, cls = _score(raw_scores, options)
   if candidate is None:
     candidate = jnp.ones(score.shape, bool)
-  return _finish(boxes, keypoints, score, cls, candidate, options)
+  return _finish(boxes, keypoints, score, cls, candidate, options, min_score_thresh)
 
 
 @functools.partial(jax.jit, static_argnames=("options",))

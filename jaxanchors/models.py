@@ -12,7 +12,8 @@ their SHA-256 and caches them::
     ...
 
 ``<cache>`` is the ``cache_dir`` argument, else ``$JAXANCHORS_CACHE``, else
-``~/.cache/jaxanchors``. Once extracted, no network is needed.
+``~/.cache/jaxanchors``. The download prints one line to stderr; once
+extracted, no network is needed.
 
 :class:`TFLiteModel` runs a model with LiteRT (the ``ai-edge-litert`` package,
 ``pip install 'jaxanchors[models]'``), imported only when a model is built, and
@@ -176,6 +177,8 @@ def _from_wheel(extract: Any, target: pathlib.Path,
     extract(pathlib.Path(wheel), target)
     return
   target.mkdir(parents=True, exist_ok=True)
+  print(f"jaxanchors: downloading the mediapipe=={MEDIAPIPE_VERSION} wheel once for its "
+        f"models and graphs (cached in {target})", file=sys.stderr, flush=True)
   with tempfile.TemporaryDirectory(dir=target, prefix="download-") as tmp:
     extract(_download_wheel(pathlib.Path(tmp)), target)
 

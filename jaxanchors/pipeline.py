@@ -14,10 +14,10 @@ compiles once per shape; the batch may be sharded over devices (data
 parallel), each frame being independent.
 
 Steps 2 and 3 are fused when the decoder's options let candidacy be decided
-from the logit alone (float32 or float64 logits, one sigmoid class with a
-score threshold, no ``max_results``; every shipped BlazeFace-family preset,
-not under ``top_k``): anchors whose logit
-is below a conservative bound are dropped before decoding, the others are
+from the logit alone (float32 or float64 logits, one sigmoid class, no
+``max_results``; every shipped BlazeFace-family preset, not under ``top_k``):
+anchors whose logit is below a conservative bound computed from the score
+threshold (a traced value) are dropped before decoding, the others are
 compacted per frame and only those are decoded and passed to NMS. The results
 are those of decoding every anchor (the decoder's own score test still
 decides), at a fraction of the work.
@@ -39,7 +39,7 @@ from jaxanchors import _compaction as compaction
 from jaxanchors import _validate as v
 from jaxanchors import presets as presets_module
 from jaxanchors.anchors import AnchorOptions, generate_anchors
-from jaxanchors.decoding import DecoderOptions, decode, decode_rows
+from jaxanchors.decoding import DecoderOptions, decode_rows
 from jaxanchors.detections import Detections
 from jaxanchors.letterbox import DetectionMapping, LetterboxTransform
 from jaxanchors.letterbox import letterbox, project_detections, remove_letterbox
@@ -106,36 +106,50 @@ def _resolve(config: Any) -> PipelineOptions:
 _BUCKETS = (64, 256, 1024, 4096)
 # How far below logit(min_score_thresh) the pre-filter starts: far more than
 # the float32 sigmoid's rounding moves it (a few ulps, well under 1e-3 in logit
-# space for thresholds in [1e-4, 1 - 1e-4]).
+# space for thresholds in [_THRESH_LOW, 1 - _THRESH_LOW]).
 _LOGIT_MARGIN = 0.05
+# Thresholds below this pre-filter nothing (every anchor is decoded); above
+# 1 - _THRESH_LOW the bound of 1 - _THRESH_LOW is used (conservative).
+_THRESH_LOW = 1e-4
+_FLT_MAX = float(np.finfo(np.float32).max)
 
 
-def _prefilter_bound(options: DecoderOptions) -> float | None:
-  """A logit below which no anchor can pass the score threshold, if the
-  decoder's options allow deciding candidacy from the logit alone (one sigmoid
-  class, a threshold, no ``max_results``, class 0 allowed); else ``None``."""
-  thr = options.min_score_thresh
-  if (options.num_classes != 1 or not options.sigmoid_score or thr is None
-      or not 1e-4 <= thr <= 1 - 1e-4 or options.max_results > 0
-      or (options.allow_classes and 0 not in options.allow_classes)
-      or 0 in (options.ignore_classes or ())):
-    return None
-  return float(np.log(thr) - np.log1p(-thr)) - _LOGIT_MARGIN
+def _prefilter_applies(options: DecoderOptions) -> bool:
+  """Whether the decoder's options let candidacy be decided from the logit
+  alone, whatever the threshold: one sigmoid class, no ``max_results``,
+  class 0 allowed."""
+  return (options.num_classes == 1 and options.sigmoid_score and options.max_results <= 0
+          and not (options.allow_classes and 0 not in options.allow_classes)
+          and 0 not in (options.ignore_classes or ()))
 
 
-def _detect_prefiltered(raw_boxes, raw_scores, anchors, options: PipelineOptions, bound: float,
+def _prefilter_member(logits: jax.Array, thr: jax.Array) -> jax.Array:
+  """Anchors whose (clipped) logit may pass the sigmoid threshold ``thr`` (traced).
+
+  A superset of the anchors the decoder keeps: the bound is
+  ``logit(thr) - _LOGIT_MARGIN``, with ``thr`` clamped to ``1 - _THRESH_LOW``
+  from above (a lower, safe bound), no bound below ``_THRESH_LOW``, and NaN
+  logits kept too when ``thr <= -FLT_MAX`` (their score, ``-FLT_MAX``, then
+  passes).
+  """
+  thr = thr.astype(jnp.promote_types(thr.dtype, jnp.float32))
+  t = jnp.clip(thr, _THRESH_LOW, 1 - _THRESH_LOW)
+  bound = jnp.log(t) - jnp.log1p(-t) - _LOGIT_MARGIN
+  bound = jnp.where(thr < _THRESH_LOW, -jnp.inf, bound).astype(logits.dtype)
+  return (logits >= bound) | (thr <= -_FLT_MAX)
+
+
+def _detect_prefiltered(raw_boxes, raw_scores, anchors, thr, options: PipelineOptions,
                         max_detections: int) -> Detections:
   """Decode and NMS with candidates found from the logits first.
 
-  An anchor whose (clipped) logit is below ``bound`` cannot pass the score
-  threshold, so the others are compacted per frame, in anchor order, to the
-  smallest bucket of slots that holds the largest frame's count, and only those
-  are decoded (with the same code as :func:`decode`, so their values are the
-  same) and given to NMS. The decoder's own score test then decides
-  candidacy exactly.
+  An anchor whose (clipped) logit is below the bound of
+  :func:`_prefilter_member` cannot pass the score threshold, so the others are
+  compacted per frame, in anchor order, to the smallest bucket of slots that
+  holds the largest frame's count, and only those are decoded (with the same
+  code as :func:`decode`, so their values are the same) and given to NMS. The
+  decoder's own score test then decides candidacy exactly.
   """
-  raw_boxes, raw_scores, anchors = v.check_decoder_inputs(raw_boxes, raw_scores, anchors,
-                                                         options.decoder)
   batch, n = raw_scores.shape[:-2], raw_scores.shape[-2]
   b = math.prod(batch)
   raw_boxes = raw_boxes.reshape((b,) + raw_boxes.shape[-2:])
@@ -144,39 +158,41 @@ def _detect_prefiltered(raw_boxes, raw_scores, anchors, options: PipelineOptions
   if dec.score_clipping_thresh is not None:
     t = jnp.asarray(dec.score_clipping_thresh, logits.dtype)
     logits = jnp.clip(logits, -t, t)
-  words, counts = compaction.bit_words(logits >= jnp.asarray(bound, logits.dtype))
+  words, counts = compaction.bit_words(_prefilter_member(logits, thr))
 
   def bucket(size):
-    def run(raw_boxes, raw_scores, words, counts):
+    def run(raw_boxes, raw_scores, thr, words, counts):
       src = compaction.compact(words, counts, n, size)
       at = jnp.minimum(src, n - 1)
       rows, anchor_rows = compaction.take(raw_boxes, at), anchors[at]
       d = decode_rows(rows, compaction.take(raw_scores, at), anchor_rows, dec,
-                      candidate=src < n)
+                      candidate=src < n, min_score_thresh=thr)
       return suppress_compacted(d, options.nms, slots=max_detections)[0]
     return run
 
   sizes = compaction.bucket_sizes(n, _BUCKETS)
   raw_scores = raw_scores.reshape(b, n, 1)
   out = compaction.switch(sizes, [bucket(size) for size in sizes], counts, raw_boxes,
-                          raw_scores, words, counts)
+                          raw_scores, thr, words, counts)
   return Detections(*(a.reshape(batch + a.shape[1:]) for a in out))
 
 
 @functools.partial(jax.jit, static_argnames=("options", "max_detections", "top_k", "mapping"))
-def _detect(raw_boxes, raw_scores, padding, matrix, *, options: PipelineOptions,
+def _detect(raw_boxes, raw_scores, padding, matrix, thr, *, options: PipelineOptions,
             max_detections: int, top_k: int | None,
             mapping: DetectionMapping | None) -> Detections:
   anchors = generate_anchors(options.anchors, dtype=raw_boxes.dtype)
-  bound = _prefilter_bound(options.decoder)
+  raw_boxes, raw_scores, anchors = v.check_decoder_inputs(raw_boxes, raw_scores, anchors,
+                                                         options.decoder)
   # The bound's margin covers float32 (and float64) sigmoid rounding only: a
   # bfloat16 sigmoid rounds by up to 2**-8 near 1.
   wide = raw_scores.dtype in (jnp.float32, jnp.float64)
-  if bound is not None and top_k is None and wide:
-    detections = _detect_prefiltered(raw_boxes, raw_scores, anchors, options, bound,
+  if _prefilter_applies(options.decoder) and top_k is None and wide:
+    detections = _detect_prefiltered(raw_boxes, raw_scores, anchors, thr, options,
                                      max_detections)
   else:
-    detections = decode(raw_boxes, raw_scores, anchors, options.decoder)
+    detections = decode_rows(raw_boxes, raw_scores, anchors, options.decoder,
+                             min_score_thresh=thr)
     detections = non_max_suppression(detections, options.nms, max_detections=max_detections,
                                      top_k=top_k)
   if mapping is DetectionMapping.PROJECTION:
@@ -186,9 +202,29 @@ def _detect(raw_boxes, raw_scores, padding, matrix, *, options: PipelineOptions,
   return detections
 
 
+def _threshold(min_score_thresh: Any, decoder: DecoderOptions, dtype: Any) -> Any:
+  """The score threshold as a scalar of the scores' dtype (traced by the jitted
+  callee): ``decoder.min_score_thresh`` for ``None`` (``-inf`` if unset),
+  else the checked per-call value."""
+  if min_score_thresh is None:
+    thr = decoder.min_score_thresh
+    return np.asarray(-np.inf if thr is None else thr, dtype)
+  if isinstance(min_score_thresh, jax.core.Tracer):
+    if min_score_thresh.shape != () or not jnp.issubdtype(min_score_thresh.dtype, jnp.floating):
+      raise ValueError("min_score_thresh must be a float scalar, got "
+                       f"{min_score_thresh.dtype}{list(min_score_thresh.shape)}")
+    return min_score_thresh.astype(dtype)
+  if isinstance(min_score_thresh, (np.ndarray, jax.Array)) and min_score_thresh.shape == ():
+    min_score_thresh = min_score_thresh.item()
+  thr = v.as_float("min_score_thresh", min_score_thresh)
+  if decoder.sigmoid_score and thr > 1:
+    raise ValueError(f"min_score_thresh={thr} is above 1, which no sigmoid score reaches")
+  return np.asarray(thr, dtype)
+
+
 def detect(raw_boxes: ArrayLike, raw_scores: ArrayLike, config: Any, *, max_detections: int,
            transform: LetterboxTransform | ArrayLike | None = None,
-           top_k: int | None = None) -> Detections:
+           top_k: int | None = None, min_score_thresh: float | None = None) -> Detections:
   """Raw SSD outputs to final detections: decode, NMS and map back, in one jitted call.
 
   Args:
@@ -204,12 +240,29 @@ def detect(raw_boxes: ArrayLike, raw_scores: ArrayLike, config: Any, *, max_dete
       array ``[..., 4]`` ``[left, top, right, bottom]`` for letterbox removal.
     top_k: optional static pre-selection of the best candidates before NMS
       (a speed knob; see :func:`~jaxanchors.nms.non_max_suppression`).
+    min_score_thresh: the decoder's score threshold for this call (MediaPipe
+      Tasks' ``min_detection_confidence``); ``None`` keeps the config's
+      ``decoder.min_score_thresh``. A finite number (or a float scalar
+      array, also a traced one), compared in the scores' dtype; with a
+      sigmoid decoder it must be <= 1 (no score is above 1), while values
+      <= 0 keep every scored anchor. It is passed to the compiled function as
+      a value: a new threshold does not recompile.
 
   Returns:
     :class:`~jaxanchors.detections.Detections` with ``max_detections`` slots
     per frame, in emission order (descending score), in normalised image
     coordinates when a transform is given (use
     :func:`~jaxanchors.detections.to_pixels` for pixels).
+
+  Raises:
+    ValueError: ``min_score_thresh`` not finite, or above 1 with a sigmoid
+      decoder; shapes that disagree with the config.
+
+  What compiles: one program per config (preset), ``max_detections``,
+  ``top_k``, kind of ``transform`` (none, a padding, a
+  :class:`~jaxanchors.letterbox.LetterboxTransform`) and input shapes and
+  dtypes. The tensors, the transform's values and ``min_score_thresh`` are
+  values of that program.
 
   Examples:
     >>> import numpy as np
@@ -235,7 +288,8 @@ def detect(raw_boxes: ArrayLike, raw_scores: ArrayLike, config: Any, *, max_dete
   for name, value, tail in (("padding", padding, (4,)), ("matrix", matrix, (4, 4))):
     if value is not None:
       v.check_fits_batch(f"transform {name}", value, tail, batch)
-  return _detect(raw_boxes, raw_scores, padding, matrix, options=options,
+  thr = _threshold(min_score_thresh, options.decoder, raw_scores.dtype)
+  return _detect(raw_boxes, raw_scores, padding, matrix, thr, options=options,
                  max_detections=max_detections, top_k=top_k, mapping=mapping)
 
 
@@ -251,16 +305,17 @@ def _shipped_network(model: str) -> Any:
 
 @functools.partial(jax.jit, static_argnames=("preset", "network", "max_detections", "dtype",
                                              "top_k"))
-def _detect_images(images, params, *, preset, network, max_detections, dtype, top_k):
+def _detect_images(images, params, thr, *, preset, network, max_detections, dtype, top_k):
   tensor, transform = letterbox(images, preset.preprocessing)
   raw_boxes, raw_scores = network.apply(params, tensor, dtype=dtype)
   return detect(raw_boxes, raw_scores, preset, max_detections=max_detections,
-                transform=transform, top_k=top_k)
+                transform=transform, top_k=top_k, min_score_thresh=thr)
 
 
 def detect_images(images: ArrayLike, config: Any, *, max_detections: int,
                   network: Any = None, params: Any = None, dtype: str = "float32",
-                  top_k: int | None = None) -> Detections:
+                  top_k: int | None = None,
+                  min_score_thresh: float | None = None) -> Detections:
   """Photos to detections in one jitted call: letterbox, the network, :func:`detect`.
 
   The whole graph runs in JAX on the device the images are on: MediaPipe's
@@ -283,6 +338,8 @@ def detect_images(images: ArrayLike, config: Any, *, max_detections: int,
     dtype: the network's compute dtype (see :meth:`Network.apply
       <jaxanchors.networks.Network.apply>`).
     top_k: as in :func:`detect`.
+    min_score_thresh: as in :func:`detect` (``None`` keeps the preset's); a
+      value of the compiled function, so a new one does not recompile.
 
   Returns:
     :class:`~jaxanchors.detections.Detections` in normalised image
@@ -290,8 +347,9 @@ def detect_images(images: ArrayLike, config: Any, *, max_detections: int,
     (:func:`~jaxanchors.detections.to_pixels` converts).
 
   Raises:
-    ValueError: a preset without a model and no ``network``, or images whose
-      shape is not ``[..., H, W, 3]``.
+    ValueError: a preset without a model and no ``network``, images whose
+      shape is not ``[..., H, W, 3]``, or a bad ``min_score_thresh`` (see
+      :func:`detect`).
   """
   preset = presets_module.get(config) if isinstance(config, str) else config
   if not isinstance(preset, presets_module.Preset):
@@ -309,5 +367,7 @@ def detect_images(images: ArrayLike, config: Any, *, max_detections: int,
   images = jnp.asarray(images)
   if images.ndim < 3 or images.shape[-1] != 3:
     raise ValueError(f"images must have shape [..., H, W, 3], got {images.shape}")
-  return _detect_images(images, params, preset=preset, network=network,
+  # Checked here, then traced: as float32 (or float64 under x64), the scores' dtype.
+  thr = _threshold(min_score_thresh, preset.decoder, jnp.result_type(float))
+  return _detect_images(images, params, thr, preset=preset, network=network,
                         max_detections=max_detections, dtype=dtype, top_k=top_k)

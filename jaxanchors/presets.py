@@ -60,6 +60,18 @@ class Preset:
       ``PROJECTION`` (DetectionProjection, face graphs) or
       ``LETTERBOX_REMOVAL`` (DetectionLetterboxRemoval, palm and pose).
     model: name of the real model in :mod:`jaxanchors.models`, if shipped.
+    keypoint_names: the name of each keypoint, in the model's order, as
+      MediaPipe documents them (``()`` when unnamed). Face: the six points of
+      MediaPipe's ``FaceKeypoint``. Pose: the detector's four points (mid-hip
+      centre, a point encoding the full body's size and rotation, mid-shoulder
+      centre, the same for the upper body). Palm: MediaPipe names point 0
+      (wrist centre) and point 2 (middle finger MCP); points 1-4 lie in a row
+      with point 2 second (the index to pinky MCPs) and points 5-6 towards the
+      thumb (its CMC and MCP), as the recorded runs in ``tests/data/mediapipe``
+      show.
+    labels: class name of each class id (``label_id``), from the graph's label
+      map (``"???"`` marks ids without a class); ``()`` for single-class
+      detectors, whose graphs name no class.
   """
 
   name: str
@@ -70,9 +82,23 @@ class Preset:
   preprocessing: ImageToTensorOptions
   mapping: DetectionMapping = DetectionMapping.PROJECTION
   model: str | None = None
+  keypoint_names: tuple[str, ...] = ()
+  labels: tuple[str, ...] = ()
 
   def __post_init__(self) -> None:
     v.set_field(self, "mapping", v.as_enum("Preset.mapping", DetectionMapping, self.mapping))
+    for name in ("keypoint_names", "labels"):
+      value = v.as_tuple(f"Preset.{name}", getattr(self, name))
+      if not all(isinstance(x, str) for x in value):
+        raise TypeError(f"Preset.{name} must hold strings, got {value!r}")
+      v.set_field(self, name, value)
+    k = self.decoder.num_keypoints
+    if self.keypoint_names and len(self.keypoint_names) != k:
+      raise ValueError(f"Preset.keypoint_names has {len(self.keypoint_names)} names for "
+                       f"{k} keypoints")
+    if self.labels and len(self.labels) != self.decoder.num_classes:
+      raise ValueError(f"Preset.labels has {len(self.labels)} names for "
+                       f"{self.decoder.num_classes} classes")
 
   @property
   def input_size(self) -> tuple[int, int]:
@@ -133,6 +159,27 @@ def _mobile_ssd(size: int) -> AnchorOptions:
 
 _IOU = "INTERSECTION_OVER_UNION"
 
+# MediaPipe's FaceKeypoint order (face detection solution, the Tasks FaceDetector).
+_FACE_KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion",
+                   "left_ear_tragion")
+_PALM_KEYPOINTS = ("wrist_center", "index_finger_mcp", "middle_finger_mcp", "ring_finger_mcp",
+                   "pinky_mcp", "thumb_cmc", "thumb_mcp")
+_POSE_KEYPOINTS = ("hip_center", "full_body_size_rotation", "shoulder_center",
+                   "upper_body_size_rotation")
+# The graphs' label maps: ssdlite_object_detection_labelmap.txt (COCO ids, "???" where
+# COCO has no class) and object_detection_oidv4_labelmap.txt.
+_COCO_LABELS = tuple("""???|person|bicycle|car|motorcycle|airplane|bus|train|truck|boat|
+traffic light|fire hydrant|???|stop sign|parking meter|bench|bird|cat|dog|horse|sheep|cow|
+elephant|bear|zebra|giraffe|???|backpack|umbrella|???|???|handbag|tie|suitcase|frisbee|skis|
+snowboard|sports ball|kite|baseball bat|baseball glove|skateboard|surfboard|tennis racket|
+bottle|???|wine glass|cup|fork|knife|spoon|bowl|banana|apple|sandwich|orange|broccoli|carrot|
+hot dog|pizza|donut|cake|chair|couch|potted plant|bed|???|dining table|???|???|toilet|???|tv|
+laptop|mouse|remote|keyboard|cell phone|microwave|oven|toaster|sink|refrigerator|???|book|
+clock|vase|scissors|teddy bear|hair drier|toothbrush""".replace("\n", "").split("|"))
+_OIDV4_LABELS = tuple("""???|Bicycle|Boot|Laptop|Person|Chair|Cattle|Desk|Cat|Computer mouse|
+Computer monitor|Box|Mug|Coffee cup|Stationary bicycle|Table|Bottle|High heels|Vehicle|
+Footwear|Dog|Book|Camera|Car""".replace("\n", "").split("|"))
+
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         name="face_short_range",
@@ -140,48 +187,55 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         anchors=_blaze(128, (8, 16, 16, 16)),
         decoder=_blaze_decoder(896, 6, 128.0, 0.5),
         nms=_weighted(), preprocessing=_input(128), mapping="projection",
-        model="face_short_range"),
+        model="face_short_range",
+        keypoint_names=_FACE_KEYPOINTS),
     Preset(
         name="face_full_range",
         description="Face detection full range (dense and sparse), 192x192 (semantics §5.3)",
         anchors=_blaze(192, (4,), interp=0.0),
         decoder=_blaze_decoder(2304, 6, 192.0, 0.6),
         nms=_weighted(), preprocessing=_input(192), mapping="projection",
-        model="face_full_range"),
+        model="face_full_range",
+        keypoint_names=_FACE_KEYPOINTS),
     Preset(
         name="blazeface_back",
         description="BlazeFace back camera, 256x256, graphs 2020-05 to 2021-05 (semantics §5.4)",
         anchors=_blaze(256, (16, 32, 32, 32), min_scale=0.15625),
         decoder=_blaze_decoder(896, 6, 256.0, 0.65),
         nms=_weighted(return_empty_detections=True), preprocessing=_input(256),
-        mapping="letterbox_removal"),
+        mapping="letterbox_removal",
+        keypoint_names=_FACE_KEYPOINTS),
     Preset(
         name="palm",
         description="Palm detection lite/full, 192x192, 2021-11 on (semantics §5.5)",
         anchors=_blaze(192, (8, 16, 16, 16)),
         decoder=_blaze_decoder(2016, 7, 192.0, 0.5),
         nms=_weighted(), preprocessing=_input(192, (0.0, 1.0)), mapping="letterbox_removal",
-        model="palm_full"),
+        model="palm_full",
+        keypoint_names=_PALM_KEYPOINTS),
     Preset(
         name="palm_128",
         description="Palm detection 128x128, 2020-11 to 2021-11 (semantics §5.5)",
         anchors=_blaze(128, (8, 16, 16, 16)),
         decoder=_blaze_decoder(896, 7, 128.0, 0.5),
         nms=_weighted(), preprocessing=_input(128, border="UNSPECIFIED"),
-        mapping="letterbox_removal"),
+        mapping="letterbox_removal",
+        keypoint_names=_PALM_KEYPOINTS),
     Preset(
         name="palm_v1",
         description="Original palm detection 256x256, 2019-2020 (semantics §5.5)",
         anchors=_blaze(256, (8, 16, 32, 32, 32), min_scale=0.1171875),
         decoder=_blaze_decoder(2944, 7, 256.0, 0.5),
         nms=_weighted(min_score_threshold=0.5, return_empty_detections=True),
-        preprocessing=_input(256), mapping="letterbox_removal"),
+        preprocessing=_input(256), mapping="letterbox_removal",
+        keypoint_names=_PALM_KEYPOINTS),
     Preset(
         name="pose",
         description="BlazePose detector, 224x224 (semantics §5.6)",
         anchors=_blaze(224, (8, 16, 32, 32, 32)),
         decoder=_blaze_decoder(2254, 4, 224.0, 0.5),
-        nms=_weighted(), preprocessing=_input(224), mapping="letterbox_removal", model="pose"),
+        nms=_weighted(), preprocessing=_input(224), mapping="letterbox_removal", model="pose",
+        keypoint_names=_POSE_KEYPOINTS),
     Preset(
         name="ssdlite_coco",
         description="SSDLite object detection (COCO), 320x320 (semantics §5.7)",
@@ -189,7 +243,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         decoder=_ssd_decoder(91, 2034, 0.6),
         nms=NmsOptions(min_suppression_threshold=0.4, max_num_detections=3, overlap_type=_IOU,
                        return_empty_detections=True),
-        preprocessing=_input(320, keep=False, border="UNSPECIFIED")),
+        preprocessing=_input(320, keep=False, border="UNSPECIFIED"),
+        labels=_COCO_LABELS),
     Preset(
         name="objectron_oidv4",
         description="Objectron SSD MobileNetV2 (Open Images v4 subset), 300x300 (semantics §5.8)",
@@ -197,7 +252,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         decoder=_ssd_decoder(24, 1917, 0.5),
         nms=NmsOptions(min_suppression_threshold=0.5, max_num_detections=100, overlap_type=_IOU,
                        return_empty_detections=True),
-        preprocessing=_input(300, keep=False, border="UNSPECIFIED")),
+        preprocessing=_input(300, keep=False, border="UNSPECIFIED"),
+        labels=_OIDV4_LABELS),
 )}
 
 # MediaPipe Tasks graphs with their option protos' defaults: same models, anchors

@@ -199,7 +199,7 @@ def test_prefiltered_detect_equals_decoding_every_anchor(algorithm, decoder_chan
   options = pipeline.PipelineOptions(
       anchors=preset.anchors, decoder=dataclasses.replace(preset.decoder, **decoder_changes),
       nms=dataclasses.replace(preset.nms, algorithm=algorithm), mapping=preset.mapping)
-  assert pipeline._prefilter_bound(options.decoder) is not None
+  assert pipeline._prefilter_applies(options.decoder)
   rng = np.random.default_rng(5)
   boxes, scores = _random_raw(preset, (4,), seed=5)
   thr = options.decoder.min_score_thresh
@@ -225,6 +225,86 @@ def test_prefiltered_detect_equals_decoding_every_anchor(algorithm, decoder_chan
                             jax.tree.map(lambda x: x[f], want))
 
 
+def _with_threshold(preset, thr, **nms_changes):
+  return pipeline.PipelineOptions(
+      anchors=preset.anchors, decoder=dataclasses.replace(preset.decoder, min_score_thresh=thr),
+      nms=dataclasses.replace(preset.nms, **nms_changes), mapping=preset.mapping)
+
+
+def test_per_call_threshold_equals_the_options_and_does_not_recompile():
+  """min_score_thresh=x is DecoderOptions(min_score_thresh=x), through one compiled program."""
+  preset = presets.get("face_short_range")
+  boxes, scores = _random_raw(preset, (3,), seed=11)
+  scores[:, :40, 0] = np.linspace(-12, 12, 40)  # every threshold's logit is near some anchor
+  pipeline.detect(boxes, scores, preset, max_detections=12)  # compiled here
+  # 0.5 is the preset's own; 1e-5 and -1 are below the pre-filter's range (nothing is
+  # filtered), 0.99999 and 1.0 above it (the bound of 1 - 1e-4 is used).
+  thresholds = (0.5, 0.3, 0.9, 1e-5, 0.0, -1.0, 0.99999, 1.0, np.float32(0.7))
+  results = []
+  with count_traces("_detect") as traces:
+    default = pipeline.detect(boxes, scores, preset, max_detections=12)
+    for thr in thresholds:
+      results.append(pipeline.detect(boxes, scores, preset, max_detections=12,
+                                     min_score_thresh=thr))
+  assert traces.count == 0
+  chex.assert_trees_all_equal(default, results[0])
+  counts = []
+  for thr, got in zip(thresholds, results):
+    # The definition: the options' own threshold, every anchor decoded, then NMS.
+    _assert_same_detections(got, _unfiltered(boxes, scores, _with_threshold(preset, float(thr)),
+                                             12))
+    counts.append(int(got.valid.sum()))
+  assert len(set(counts)) >= 4, counts
+
+
+def test_per_call_threshold_is_checked():
+  preset = presets.get("face_short_range")
+  boxes, scores = _random_raw(preset, (1,))
+  for bad in (float("nan"), float("inf"), -float("inf")):
+    with pytest.raises(ValueError, match="min_score_thresh must be finite"):
+      pipeline.detect(boxes, scores, preset, max_detections=2, min_score_thresh=bad)
+  with pytest.raises(ValueError, match=r"min_score_thresh=1.5 is above 1"):
+    pipeline.detect(boxes, scores, preset, max_detections=2, min_score_thresh=1.5)
+  with pytest.raises(TypeError, match="min_score_thresh must be a real number"):
+    pipeline.detect(boxes, scores, preset, max_detections=2, min_score_thresh="0.5")
+  with pytest.raises(ValueError, match=r"min_score_thresh must be a float scalar"):
+    jax.jit(lambda t: pipeline.detect(boxes, scores, preset, max_detections=2,
+                                      min_score_thresh=t))(jnp.ones(2))
+  # Raw (non-sigmoid) scores have no upper bound.
+  raw = pipeline.PipelineOptions(
+      anchors=preset.anchors, nms=preset.nms,
+      decoder=dataclasses.replace(preset.decoder, sigmoid_score=False, score_clipping_thresh=None))
+  det = pipeline.detect(boxes, scores, raw, max_detections=2, min_score_thresh=1.5)
+  want = pipeline.detect(boxes, scores, _with_threshold(raw, 1.5), max_detections=2)
+  chex.assert_trees_all_equal(det, want)
+
+
+def test_per_call_threshold_traced_inside_a_users_jit():
+  preset = presets.get("face_short_range")
+  boxes, scores = _random_raw(preset, (2,), seed=12)
+  fn = jax.jit(lambda b, s, t: pipeline.detect(b, s, preset, max_detections=6,
+                                               min_score_thresh=t))
+  for thr in (0.2, 0.6):
+    chex.assert_trees_all_equal(
+        fn(boxes, scores, thr),
+        pipeline.detect(boxes, scores, _with_threshold(preset, thr), max_detections=6))
+
+
+def test_detect_images_per_call_threshold_does_not_recompile():
+  preset = presets.get("face_short_range")
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 255, (1, 96, 80, 3), dtype=np.uint8)
+  default = pipeline.detect_images(images, preset, max_detections=4)
+  with count_traces("_detect_images") as traces:
+    low = pipeline.detect_images(images, preset, max_detections=4, min_score_thresh=1e-3)
+    same = pipeline.detect_images(images, preset, max_detections=4, min_score_thresh=0.5)
+  assert traces.count == 0
+  chex.assert_trees_all_equal(same, default)
+  assert int(low.valid.sum()) > int(default.valid.sum())
+  with pytest.raises(ValueError, match="above 1"):
+    pipeline.detect_images(images, preset, max_detections=4, min_score_thresh=2.0)
+
+
 def test_detect_under_vmap_equals_batched():
   """Under a user's vmap the bucket switch runs every bucket: same results."""
   preset = presets.get("face_short_range")
@@ -242,11 +322,11 @@ def test_detect_falls_back_to_decoding_every_anchor():
   options = pipeline.PipelineOptions(anchors=face.anchors,
                                      decoder=dataclasses.replace(face.decoder, max_results=3),
                                      nms=face.nms)
-  assert pipeline._prefilter_bound(options.decoder) is None
+  assert not pipeline._prefilter_applies(options.decoder)
   boxes, scores = _random_raw(face, (2,), seed=6)
   _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=8),
                           _unfiltered(boxes, scores, options, 8))
-  assert pipeline._prefilter_bound(presets.get("ssdlite_coco").decoder) is None
+  assert not pipeline._prefilter_applies(presets.get("ssdlite_coco").decoder)
   # bfloat16 logits: the sigmoid rounds by up to 2**-8 near 1, more than the bound's margin
   # covers (at threshold 0.99, logit 4.4 rounds to a passing 0.98828125).
   high = dataclasses.replace(face.decoder, min_score_thresh=0.99)

@@ -81,7 +81,8 @@ def _example(what: str, algorithm: str) -> str:
     preset = presets.get("face_short_range")
     boxes = rng.normal(0, 6, (64, 896, 16)).astype(np.float32)
     scores = rng.normal(-3, 3, (64, 896, 1)).astype(np.float32)
-    return pipeline._detect.lower(boxes, scores, None, None, options=pipeline._resolve(preset),
+    return pipeline._detect.lower(boxes, scores, None, None, np.float32(0.5),
+                                  options=pipeline._resolve(preset),
                                   max_detections=10, top_k=None,
                                   mapping=None).compile().as_text()
   n = 896
