@@ -289,8 +289,18 @@ def detect(raw_boxes: ArrayLike, raw_scores: ArrayLike, config: Any, *, max_dete
     if value is not None:
       v.check_fits_batch(f"transform {name}", value, tail, batch)
   thr = _threshold(min_score_thresh, options.decoder, raw_scores.dtype)
-  return _detect(raw_boxes, raw_scores, padding, matrix, thr, options=options,
-                 max_detections=max_detections, top_k=top_k, mapping=mapping)
+  run = functools.partial(_detect, options=options, max_detections=max_detections, top_k=top_k,
+                          mapping=mapping)
+  if math.prod(batch) == 0:
+    # No frame: the checks, then the shapes of one frame's program; no program runs.
+    v.check_decoder_inputs(raw_boxes, raw_scores, generate_anchors(options.anchors),
+                           options.decoder)
+    one = [None if a is None else jax.ShapeDtypeStruct(a.shape[a.ndim - len(tail):], a.dtype)
+           for a, tail in ((raw_boxes, (0, 0)), (raw_scores, (0, 0)), (padding, (4,)),
+                           (matrix, (4, 4)))]
+    shapes = jax.eval_shape(run, *one, thr)
+    return Detections(*(jnp.zeros(batch + a.shape, a.dtype) for a in shapes))
+  return run(raw_boxes, raw_scores, padding, matrix, thr)
 
 
 # -- photos to detections ----------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+from pathlib import Path
 
 import chex
 import jax
@@ -15,6 +16,7 @@ import jaxanchors as ja
 from jaxanchors import pipeline, presets
 from jaxanchors.letterbox import LetterboxTransform, letterbox
 import mediapipe_data
+import x64_cases
 import _util
 from _util import count_traces
 
@@ -400,3 +402,73 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 def test_sharded_detect_equals_single_device():
   stdout = _util.run_on_host_devices(_SHARDING_SCRIPT, timeout=300)
   assert int(stdout.split()[-1]) > 0  # the frames did produce detections
+
+
+# -- bad input never leaks ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["face_short_range", "ssdlite_coco"])
+def test_non_finite_keypoints_never_reach_a_valid_slot(name):
+  """A NaN or inf in an anchor's keypoint columns drops that anchor, as a NaN box does."""
+  preset = presets.get(name)
+  d = preset.decoder
+  boxes, scores = _random_raw(preset, (2,), seed=21)
+  if d.num_keypoints == 0:  # ssdlite: the box columns instead
+    columns = list(range(4))
+  else:
+    columns = list(range(d.keypoint_coord_offset, d.num_coords))
+  scores[:, :60] = 4.0  # confident, so they would be emitted (DEFAULT) or blended (WEIGHTED)
+  bad = np.zeros(boxes.shape[:2], bool)
+  bad[:, :60:3] = True
+  for f, i in zip(*np.nonzero(bad)):
+    boxes[f, i, columns[(i // 3) % len(columns)]] = [np.nan, np.inf, -np.inf][i % 3]
+  got = pipeline.detect(boxes, scores, name, max_detections=20)
+  dropped = scores.copy()
+  dropped[bad] = -np.inf
+  want = pipeline.detect(np.where(bad[..., None], 0, boxes), dropped, name, max_detections=20)
+  assert int(want.valid.sum()) > 4
+  chex.assert_trees_all_equal(got, want)
+  assert np.all(np.isfinite(np.asarray(got.keypoints)))
+  # The composed path (every anchor decoded, then NMS) drops them too.
+  options = pipeline._resolve(name)
+  _assert_same_detections(_unfiltered(boxes, scores, options, 20), want)
+
+
+def test_detect_on_zero_frames_returns_empty_results():
+  preset = presets.get("face_short_range")
+  boxes, scores = _random_raw(preset, (2,))
+  one = pipeline.detect(boxes, scores, preset, max_detections=3,
+                        transform=LetterboxTransform(np.zeros((2, 4), np.float32),
+                                                     np.tile(np.eye(4, dtype=np.float32), (2, 1, 1))))
+  for batch in ((0,), (3, 0)):
+    b = np.zeros(batch + boxes.shape[1:], np.float32)
+    s = np.zeros(batch + scores.shape[1:], np.float32)
+    for transform in (None, np.zeros(batch + (4,), np.float32),
+                      LetterboxTransform(np.zeros(batch + (4,), np.float32),
+                                         np.zeros(batch + (4, 4), np.float32))):
+      got = pipeline.detect(b, s, preset, max_detections=3, transform=transform)
+      for x, y in zip(got, one):
+        assert x.shape == batch + y.shape[1:] and x.dtype == y.dtype
+  # The checks still apply.
+  with pytest.raises(ValueError, match=r"raw_boxes must have shape .* got \(0, 896, 12\)"):
+    pipeline.detect(np.zeros((0, 896, 12), np.float32), np.zeros((0, 896, 1), np.float32), preset,
+                    max_detections=3)
+  # decode and NMS agree.
+  empty = ja.decode(b, s, ja.generate_anchors(preset.anchors), preset)
+  assert ja.non_max_suppression(empty, preset.nms, max_detections=3).boxes.shape == (3, 0, 3, 4)
+
+
+def test_x64_mode_gives_the_same_bits(tmp_path):
+  """With jax_enable_x64 (a common global setting), float32 inputs give the same results."""
+  path = tmp_path / "x64.npz"
+  _util.run_python(f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                   f"import x64_cases; x64_cases.main({str(path)!r})", timeout=900)
+  x64 = np.load(path)
+  here = x64_cases.cases()
+  assert len(x64.files) == sum(len(v) for v in here.values())
+  for name, arrays in here.items():
+    for i, a in enumerate(arrays):
+      b = x64[f"{name}|{i}"]
+      assert a.dtype == b.dtype and a.shape == b.shape, (name, i, a.dtype, b.dtype)
+      np.testing.assert_array_equal(a, b, err_msg=name)
+  assert int(here["detect"][4].sum()) > 0 and int(here["detect ssdlite_coco"][4].sum()) > 0
