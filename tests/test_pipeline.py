@@ -319,16 +319,16 @@ def test_detect_under_vmap_equals_batched():
 
 
 def test_detect_falls_back_to_decoding_every_anchor():
-  """Options the logit pre-filter cannot serve (max_results, several classes) and top_k."""
+  """Options the logit pre-filter cannot serve (raw scores, bfloat16 logits) and top_k."""
   face = presets.get("face_short_range")
-  options = pipeline.PipelineOptions(anchors=face.anchors,
-                                     decoder=dataclasses.replace(face.decoder, max_results=3),
-                                     nms=face.nms)
+  raw = dataclasses.replace(face.decoder, sigmoid_score=False, score_clipping_thresh=None,
+                            min_score_thresh=2.0)
+  options = pipeline.PipelineOptions(anchors=face.anchors, decoder=raw, nms=face.nms)
   assert not pipeline._prefilter_applies(options.decoder)
   boxes, scores = _random_raw(face, (2,), seed=6)
-  _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=8),
-                          _unfiltered(boxes, scores, options, 8))
-  assert not pipeline._prefilter_applies(presets.get("ssdlite_coco").decoder)
+  want = _unfiltered(boxes, scores, options, 8)
+  assert int(want.valid.sum()) > 0
+  _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=8), want)
   # bfloat16 logits: the sigmoid rounds by up to 2**-8 near 1, more than the bound's margin
   # covers (at threshold 0.99, logit 4.4 rounds to a passing 0.98828125).
   high = dataclasses.replace(face.decoder, min_score_thresh=0.99)
@@ -339,6 +339,91 @@ def test_detect_falls_back_to_decoding_every_anchor():
   want = _unfiltered(boxes, scores, options, 8)
   assert int(want.valid.sum()) > 0
   _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=8), want)
+
+
+def _dense_frames(preset, batch, seed, faces, per_face):
+  """Frames whose faces light up ``per_face`` anchors each (as a detector's output does):
+  ``faces[i]`` faces in frame ``i``, logits around the threshold's, boxes around the face."""
+  d = preset.decoder
+  anchors = np.asarray(ja.anchors_numpy(preset.anchors))
+  rng = np.random.default_rng(seed)
+  boxes = rng.normal(0, 2, (batch, d.num_boxes, d.num_coords)).astype(np.float32)
+  scores = rng.normal(-6, 2, (batch, d.num_boxes, d.num_classes)).astype(np.float32)
+  logit = np.log(d.min_score_thresh) - np.log1p(-d.min_score_thresh)
+  for f in range(batch):
+    for _ in range(faces[f]):
+      centre, size = rng.uniform(0.1, 0.9, 2), rng.uniform(0.05, 0.3)
+      near = np.argsort(np.sum((anchors[:, :2] - centre) ** 2, axis=1))[:per_face]
+      a = anchors[near]
+      if d.num_keypoints:  # XYWH rows (the BlazeFace family)
+        boxes[f, near, 0:2] = (centre + rng.normal(0, 0.01, (per_face, 2)) - a[:, :2]) \
+            / a[:, 2:] * d.x_scale
+        boxes[f, near, 2:4] = np.log(size / a[:, 2:]) * d.w_scale \
+            if d.apply_exponential_on_box_size else size / a[:, 2:] * d.w_scale
+      cls = rng.integers(0, d.num_classes, per_face)
+      scores[f, near, cls] = logit + rng.normal(0.5, 1.5, per_face)
+  return boxes, scores
+
+
+# One preset of each family: short-range face (896 anchors), full-range face (2304),
+# palm (2016), pose (2254), SSD multi-class (91 classes, class 0 ignored).
+FAMILIES = ["face_short_range", "face_full_range", "palm", "pose", "ssdlite_coco"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_fast_path_equals_decoding_every_anchor_for_dense_and_mixed_frames(name):
+  """Dense frames, frames of very different candidate counts in one batch, and one frame."""
+  preset = presets.get(name)
+  assert pipeline._prefilter_applies(preset.decoder)
+  faces = [0, 8, 1, 3, 0, 6]
+  boxes, scores = _dense_frames(preset, len(faces), 31, faces, 40)
+  scores[4, :, :] = np.nan if name == "pose" else 9.0  # every anchor a candidate (or none)
+  want = _unfiltered(boxes, scores, pipeline._resolve(name), 12)
+  assert int(want.valid.sum()) > 12
+  _assert_same_detections(pipeline.detect(boxes, scores, name, max_detections=12), want)
+  for f in (0, 1, 2):  # B=1
+    _assert_same_detections(pipeline.detect(boxes[f:f + 1], scores[f:f + 1], name,
+                                            max_detections=12),
+                            jax.tree.map(lambda x: x[f:f + 1], want))
+
+
+@pytest.mark.parametrize("decoder_changes", [
+    {"max_results": 5}, {"allow_classes": (0,)}, {"ignore_classes": (0,)},
+])
+def test_fast_path_class_filters_and_max_results(decoder_changes):
+  """max_results counts passing anchors in anchor order; class 0 not allowed means none."""
+  preset = presets.get("face_short_range")
+  options = pipeline.PipelineOptions(
+      anchors=preset.anchors, decoder=dataclasses.replace(preset.decoder, **decoder_changes),
+      nms=preset.nms)
+  boxes, scores = _dense_frames(preset, 3, 32, [4, 1, 0], 30)
+  want = _unfiltered(boxes, scores, options, 10)
+  _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=10), want)
+  if "ignore_classes" in decoder_changes:
+    assert not want.valid.any()
+  else:
+    assert want.valid.any()
+
+
+def test_grouped_large_batch_equals_decoding_every_anchor():
+  """More frames than a group: frames sorted by candidate count, groups of their own bucket."""
+  preset = presets.get("face_short_range")
+  b = pipeline._GROUP * 2 + 3
+  rng = np.random.default_rng(33)
+  faces = rng.integers(0, 3, b)
+  faces[5] = 9  # one dense frame
+  boxes, scores = _dense_frames(preset, b, 33, faces, 25)
+  scores[7] = 9.0  # one frame whose every anchor is a candidate
+  want = _unfiltered(boxes, scores, pipeline._resolve(preset), 10)
+  for algorithm in ("WEIGHTED", "DEFAULT"):
+    options = pipeline.PipelineOptions(
+        anchors=preset.anchors, decoder=preset.decoder,
+        nms=dataclasses.replace(preset.nms, algorithm=algorithm), mapping=preset.mapping)
+    if algorithm == "DEFAULT":
+      want = _unfiltered(boxes, scores, options, 10)
+    got = pipeline.detect(boxes.reshape(1, b, 896, 16), scores.reshape(1, b, 896, 1), options,
+                          max_detections=10)
+    _assert_same_detections(jax.tree.map(lambda x: x[0], got), want)
 
 
 @pytest.mark.parametrize("name", presets.names())
