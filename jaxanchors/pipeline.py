@@ -105,11 +105,11 @@ def _resolve(config: Any) -> PipelineOptions:
                   f"{type(config).__name__}")
 
 
-# Candidate-count buckets of the pre-filtered path (NMS has its own, finer ones). Each
-# bucket compiles decode and NMS once more; steps of 4 keep compile time at
-# about 1.2 s for BlazeFace (the NMS buckets, steps of 2: 1.9 s), and a
-# bucket at most 4x too large costs little in a loop this cheap.
-_BUCKETS = (64, 256, 1024, 4096)
+# Candidate-count buckets of the pre-filtered path, about 3x apart (NMS has its
+# own, finer ones). Each bucket compiles decode and NMS once more; the NMS loop
+# costs about slots x steps, so a dense frame (hundreds of candidates) should
+# not land in a bucket several times too large.
+_BUCKETS = (32, 96, 320, 1024, 4096)
 # How far below logit(min_score_thresh) the pre-filter starts: far more than
 # the float32 sigmoid's rounding moves it (a few ulps, well under 1e-3 in logit
 # space for thresholds in [_THRESH_LOW, 1 - _THRESH_LOW]).
@@ -118,8 +118,10 @@ _LOGIT_MARGIN = 0.05
 # 1 - _THRESH_LOW the bound of 1 - _THRESH_LOW is used (conservative).
 _THRESH_LOW = 1e-4
 _FLT_MAX = float(np.finfo(np.float32).max)
-# Frames per group of a large batch (see _detect_prefiltered).
-_GROUP = 64
+# Frames per group of a batch (see _detect_prefiltered): few enough that one
+# dense frame sets the bucket and NMS steps of few others, enough that the
+# per-group cost (a few dozen kernels) is shared.
+_GROUP = 16
 
 
 def _prefilter_applies(options: DecoderOptions) -> bool:
@@ -174,7 +176,7 @@ def _detect_prefiltered(raw_boxes, raw_scores, anchors, thr, options: PipelineOp
   code as :func:`decode`, so their values are the same) and given to NMS. The
   decoder's own filters then decide candidacy exactly.
 
-  Batches of more than ``_GROUP`` frames are sorted by candidate count and
+  Batches of more than ``_GROUP`` (16) frames are sorted by candidate count and
   processed ``_GROUP`` frames at a time (``lax.map``): each group picks its own
   bucket and runs only as many NMS steps as its own frames need, so a few dense
   frames do not set the cost of the whole batch, and each group's working set

@@ -214,14 +214,16 @@ def test_prefiltered_detect_equals_decoding_every_anchor(algorithm, decoder_chan
   scores[:, :120, 0] = near
   scores[3, :, 0] = rng.normal(logit + 1, 1, 896)
   scores[2, 30:, 0] = -20  # few candidates: the smallest bucket when alone
+  scores[0, 80:, 0] = -20  # the next bucket
   got = pipeline.detect(boxes, scores, options, max_detections=40)
   want = _unfiltered(boxes, scores, options, 40)
-  assert int(want.valid.sum()) > 40
+  assert int(want.valid.sum()) > 40 + 25
   _assert_same_detections(got, want)
   # Alone, each frame takes the bucket its own candidate count needs.
   if "score_clipping_thresh" not in decoder_changes:  # with it, every anchor is a candidate
     counts = (scores[..., 0] >= logit - pipeline._LOGIT_MARGIN).sum(-1)
-    assert counts[2] <= pipeline._BUCKETS[0] < counts[0] <= pipeline._BUCKETS[1] < counts[3]
+    assert counts[2] <= pipeline._BUCKETS[0] < counts[0] <= pipeline._BUCKETS[1]
+    assert pipeline._BUCKETS[2] < counts[3]
   for f in range(4):
     _assert_same_detections(pipeline.detect(boxes[f], scores[f], options, max_detections=40),
                             jax.tree.map(lambda x: x[f], want))
@@ -557,3 +559,22 @@ def test_x64_mode_gives_the_same_bits(tmp_path):
       assert a.dtype == b.dtype and a.shape == b.shape, (name, i, a.dtype, b.dtype)
       np.testing.assert_array_equal(a, b, err_msg=name)
   assert int(here["detect"][4].sum()) > 0 and int(here["detect ssdlite_coco"][4].sum()) > 0
+
+
+def test_readme_quick_start_equals_the_step_by_step_composition():
+  """The README's quick start (detect in the user's jit) is the fast path and gives the
+  results of decoding every anchor then NMS, the composition it shows beside it."""
+  import re  # pylint: disable=import-outside-toplevel
+  readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+  block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+               if "def postprocess(" in b)
+  code = {}
+  exec(block, code)  # noqa: S102 - our own README
+  preset = presets.get("face_short_range")
+  boxes, scores = _dense_frames(preset, 4, 34, [3, 0, 7, 1], 30)
+  fast = code["postprocess"](boxes, scores)
+  # The pre-filtered pipeline runs inside the user's jit.
+  assert "name=_detect" in str(jax.make_jaxpr(code["postprocess"])(boxes, scores))
+  slow = code["postprocess_step_by_step"](boxes, scores)
+  assert int(slow.valid.sum()) > 8
+  _assert_same_detections(fast, slow)
