@@ -14,13 +14,16 @@ compiles once per shape; the batch may be sharded over devices (data
 parallel), each frame being independent.
 
 Steps 2 and 3 are fused when the decoder's options let candidacy be decided
-from the logit alone (float32 or float64 logits, one sigmoid class, no
-``max_results``; every shipped BlazeFace-family preset, not under ``top_k``):
+from the logits alone (float32 or float64 logits and sigmoid scores: every
+shipped preset, multi-class SSD ones included; not under ``top_k``):
 anchors whose logit is below a conservative bound computed from the score
 threshold (a traced value) are dropped before decoding, the others are
 compacted per frame and only those are decoded and passed to NMS. The results
-are those of decoding every anchor (the decoder's own score test still
-decides), at a fraction of the work.
+are those of decoding every anchor (the decoder's own filters still decide),
+at a fraction of the work. A batch of more than 16 frames is sorted by
+candidate count and run 16 frames at a time, so each group sizes its
+compaction bucket and NMS steps for its own frames: a batch costs about its
+number of frames times the cost of one, whatever the spread of counts.
 """
 
 from __future__ import annotations

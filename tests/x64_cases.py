@@ -37,16 +37,11 @@ def cases() -> dict[str, list[np.ndarray]]:
   out["detect thr"] = pipeline.detect(boxes, scores, face, max_detections=12, min_score_thresh=0.3)
   t = ja.letterbox(np.zeros((4, 60, 80, 3), np.uint8), face.preprocessing)[1]
   out["detect projection"] = pipeline.detect(boxes, scores, face, max_detections=12, transform=t)
-  out["detect top_k"] = pipeline.detect(boxes, scores, face, max_detections=12, top_k=40)
   out["detect empty"] = pipeline.detect(boxes[:0], scores[:0], face, max_detections=12)
   ssd = presets.get("ssdlite_coco").decoder
   sb = rng.normal(0, 1, (2, 2034, 4)).astype(np.float32)
   ss = rng.normal(-4, 2, (2, 2034, 91)).astype(np.float32)
   out["detect ssdlite_coco"] = pipeline.detect(sb, ss, "ssdlite_coco", max_detections=8)
-  full = presets.get("face_full_range").decoder
-  fb = rng.normal(0, 6, (2, 2304, full.num_coords)).astype(np.float32)
-  fs = rng.normal(-2, 3, (2, 2304, 1)).astype(np.float32)
-  out["detect face_full_range"] = pipeline.detect(fb, fs, "face_full_range", max_detections=8)
   return {k: [np.asarray(a) for a in jax.tree.leaves(v)] for k, v in out.items()}
 
 
