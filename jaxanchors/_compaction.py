@@ -47,7 +47,7 @@ def bit_words(member: jax.Array) -> tuple[jax.Array, jax.Array]:
   pc = lax.population_count(words).astype(jnp.int32)
   nw = words.shape[1]
   if nw > DOT_CUMSUM_MAX:
-    return words, jnp.cumsum(pc, axis=1)
+    return words, jnp.cumsum(pc, axis=1, dtype=jnp.int32)
   # A short prefix sum as one small matmul (``jnp.cumsum`` is several XLA:CPU
   # kernels); float32 is exact for these integer counts (< 2**24).
   counts = jnp.dot(pc.astype(jnp.float32), np.triu(np.ones((nw, nw), np.float32)),
@@ -68,7 +68,7 @@ def compact(words: jax.Array, counts: jax.Array, n: int, size: int) -> jax.Array
   # w = the number of words whose inclusive count is <= j: counted directly
   # over a few words, binary-searched over many.
   if nw <= COUNT_WORDS_MAX:
-    w = jnp.sum((counts[:, None, :] <= j[:, :, None]).astype(jnp.int32), axis=-1)
+    w = jnp.sum((counts[:, None, :] <= j[:, :, None]).astype(jnp.int32), axis=-1, dtype=jnp.int32)
   else:
     lo, hi = jnp.zeros_like(j), jnp.full_like(j, nw)
     for _ in range(nw.bit_length()):
@@ -113,5 +113,5 @@ def switch(sizes: Sequence[int], branches: Sequence[Callable[..., Any]], counts:
   if len(branches) == 1:
     return branches[0](*operands)
   most = jnp.max(counts[:, -1])
-  which = jnp.sum(most > jnp.asarray(sizes[:-1], jnp.int32))
+  which = jnp.sum(most > jnp.asarray(sizes[:-1], jnp.int32), dtype=jnp.int32)
   return lax.switch(which, branches, *operands)

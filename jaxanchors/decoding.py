@@ -72,6 +72,9 @@ class DecoderOptions(v.OptionsMixin):
   ``reverse_output_order`` chooses XYWH (true) or YXHW (false); an explicit
   ``UNSPECIFIED`` behaves as YXHW (docs/semantics.md §2.4).
 
+  A sigmoid decoder's ``min_score_thresh`` above 1 is rejected (no score can
+  pass; MediaPipe would silently detect nothing).
+
   Traps kept for fidelity: ``keypoint_coord_offset`` defaults to 0, which with
   keypoints makes them overwrite the decoded box exactly as MediaPipe does
   (§2.11): set 4 for BlazeFace-style rows. The scales default to 0.0, which
@@ -150,6 +153,9 @@ class DecoderOptions(v.OptionsMixin):
     for name in ("apply_exponential_on_box_size", "reverse_output_order", "sigmoid_score",
                  "flip_vertically"):
       v.set_field(self, name, v.as_bool(w(name), getattr(self, name)))
+    if self.sigmoid_score and self.min_score_thresh is not None and self.min_score_thresh > 1:
+      raise ValueError(f"{w('min_score_thresh')}={self.min_score_thresh} is above 1, which no "
+                       "sigmoid score reaches")
     if self.box_format is not None:
       v.set_field(self, "box_format", v.as_enum(w("box_format"), BoxFormat, self.box_format))
     for name in ("ignore_classes", "allow_classes"):

@@ -8,8 +8,8 @@ Contract (docs/semantics.md §3):
   (DEFAULT) or top (WEIGHTED) detection, docs/semantics.md §3.6 -- with ``valid`` marking
   the used ones. Unused slots are zero-filled (class 0) and ``valid=False``.
   Any leading batch dimensions are processed independently.
-* **Candidates** are the input slots with ``valid=True``, a finite score and
-  four finite box coordinates. Anything else is ignored: it is never emitted,
+* **Candidates** are the input slots with ``valid=True``, a finite score,
+  four finite box coordinates and finite keypoints. Anything else is ignored: it is never emitted,
   never suppresses or is blended into another detection, and its NaN or inf
   values cannot reach any output.
 * **Order.** Candidates are ranked by descending score; equal scores are
@@ -27,8 +27,9 @@ Contract (docs/semantics.md §3):
 
 Deliberate differences from MediaPipe:
 
-* Non-finite scores and boxes are not candidates (MediaPipe's sort comparator
-  is invalid with NaN scores, §3.2, and its decoder drops NaN boxes, §2.7).
+* Non-finite scores, boxes and keypoints are not candidates (MediaPipe's sort
+  comparator is invalid with NaN scores, §3.2, its decoder drops NaN boxes,
+  §2.7, and a NaN keypoint would be emitted or blended into its cluster).
 * The output has ``max_detections`` slots. DEFAULT keeps the first
   ``min(max_detections, max_num_detections)`` retained detections (``-1`` =
   no MediaPipe limit), exactly MediaPipe's first ones. WEIGHTED ignores
@@ -86,7 +87,10 @@ class NmsOptions(v.OptionsMixin):
   Enums accept a member, its name (any case) or its proto number. Construction
   raises ``TypeError``/``ValueError`` naming the field where MediaPipe would
   abort (``num_detection_streams`` or ``max_num_detections`` out of range,
-  ``UNSPECIFIED_OVERLAP_TYPE``), and also rejects non-finite thresholds.
+  ``UNSPECIFIED_OVERLAP_TYPE``), and also rejects non-finite thresholds and a
+  negative ``min_suppression_threshold`` (every overlap, 0 for disjoint boxes
+  included, would exceed it: DEFAULT would keep one box per frame and
+  WEIGHTED blend everything into it; almost surely a typo).
 
   Proto defaults are kept for fidelity even where they are traps:
   ``min_suppression_threshold`` defaults to **1.0**, so DEFAULT suppresses
@@ -99,8 +103,8 @@ class NmsOptions(v.OptionsMixin):
       effect here: concatenate streams along the detection axis.
     max_num_detections: DEFAULT output limit; ``-1`` = none. Must not be 0.
       Ignored by WEIGHTED (as in MediaPipe).
-    min_suppression_threshold: overlap threshold; suppression (DEFAULT) or
-      merging (WEIGHTED) needs overlap strictly greater than it.
+    min_suppression_threshold: overlap threshold (>= 0); suppression (DEFAULT)
+      or merging (WEIGHTED) needs overlap strictly greater than it.
     overlap_type: :class:`~jaxanchors.boxes.OverlapType`.
     return_empty_detections: MediaPipe's choice between an empty list and no
       packet; no effect with static shapes (all slots invalid).
@@ -128,6 +132,10 @@ class NmsOptions(v.OptionsMixin):
     v.set_field(self, "max_num_detections", limit)
     for name in ("min_suppression_threshold", "min_score_threshold"):
       v.set_field(self, name, v.as_float(w(name), getattr(self, name)))
+    if self.min_suppression_threshold < 0:
+      raise ValueError(f"{w('min_suppression_threshold')} must be >= 0, got "
+                       f"{self.min_suppression_threshold} (every pair of boxes would overlap, "
+                       "disjoint ones too)")
     v.set_field(self, "overlap_type", v.as_enum(w("overlap_type"), OverlapType, self.overlap_type))
     v.set_field(self, "algorithm", v.as_enum(w("algorithm"), NmsAlgorithm, self.algorithm))
     v.set_field(self, "return_empty_detections",
@@ -328,7 +336,7 @@ def _tiled_engine(boxes, scores, member, thr, limit, *, kind, slots, tile):
     alive = live & ~cross(kept, n, tb)
     sup = (g.pairwise(tb, tb, kind) > thr) & upper
     keep = _greedy_in_tile(alive, sup)
-    pos = n + jnp.cumsum(keep.astype(jnp.int32)) - 1
+    pos = n + jnp.cumsum(keep, dtype=jnp.int32) - 1
     dest = jnp.where(keep & (pos < limit), pos, cap)
     kept = kept.at[dest].set(tb, mode="drop")
     out_i = out_i.at[dest].set(ki.astype(jnp.int32), mode="drop")
@@ -361,8 +369,16 @@ def _blend_values(boxes: jax.Array, keypoints: jax.Array, dtype: Any) -> jax.Arr
   return jnp.concatenate([p.astype(dtype) for p in parts], axis=-1)
 
 
+def _finite_geometry(boxes: jax.Array, keypoints: jax.Array) -> jax.Array:
+  """``[..., P]``: every box coordinate and keypoint value is finite."""
+  ok = jnp.all(jnp.isfinite(boxes), axis=-1)
+  if keypoints.shape[-2]:
+    ok &= jnp.all(jnp.isfinite(keypoints), axis=(-2, -1))
+  return ok
+
+
 def _candidates(valid, scores, min_score, weighted):
-  """The candidates, except for the box check: valid, finite score and, for
+  """The candidates, except for the geometry check: valid, finite score and, for
   DEFAULT, not below an active ``min_score`` (DEFAULT breaks at the first such
   score, so those are never retained and never suppress anything)."""
   member = valid & jnp.isfinite(scores)
@@ -377,7 +393,8 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
   first ``size`` candidates (unless ``size`` is all ``N`` slots).
 
   ``words``/``counts`` are the bit words of the candidates before
-  the box check, which is done here, on the compacted boxes. Returns
+  the geometry check (finite boxes and keypoints), which is done here, on the
+  compacted rows. Returns
   the output :class:`Detections` (WEIGHTED values blended, unused slots
   zero-filled) and the input slot of every output (``-1`` unused).
   """
@@ -390,11 +407,10 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
     member = src < n  # compaction keeps candidates only
     at = jnp.minimum(src, n - 1)
     boxes, scores = compaction.take(boxes, at), compaction.take(scores, at)
-    if weighted:
-      keypoints = compaction.take(keypoints, at)
+    keypoints = compaction.take(keypoints, at)
   else:
     member = _candidates(valid, scores, min_score, weighted)
-  member = member & jnp.all(jnp.isfinite(boxes), axis=-1)
+  member = member & _finite_geometry(boxes, keypoints)
   if engine == "tiled":
     tile = min(_TILE_SMALL if slots <= _TILE_SMALL else _TILE, size)
     pos = jax.vmap(functools.partial(_tiled_engine, kind=kind, slots=slots, tile=tile),
@@ -407,8 +423,7 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
   out_boxes, out_scores = compaction.take(boxes, at), compaction.take(scores, at)
   out_i = jnp.where(ok, at if src is None else compaction.take(src, at), -1)
   if not weighted:
-    return _finish(out_boxes, compaction.take(keypoints, jnp.maximum(out_i, 0)), out_scores,
-                   classes, out_i)
+    return _finish(out_boxes, compaction.take(keypoints, at), out_scores, classes, out_i)
   # Weighted sums of every output at once, as one segment sum (scatter-add):
   # sums[l] = sum over p with step_p == l of score_p * values_p. Whatever a
   # candidate holds (a NaN keypoint, say) reaches only the output absorbing it;
@@ -463,7 +478,7 @@ def _nms_flat(boxes, keypoints, scores, classes, valid, thr, min_score, max_num,
   sel = (boxes, keypoints, scores, classes, valid)
   if top_k is not None and top_k < n:
     member = _candidates(valid, scores, min_score, weighted)
-    member = member & jnp.all(jnp.isfinite(boxes), axis=-1)
+    member = member & _finite_geometry(boxes, keypoints)
     key = jnp.where(member, scores, -jnp.inf)
     key = jnp.where(key == 0, jnp.zeros_like(key), key)  # top_k would rank -0.0 below 0.0
     kv, src = lax.top_k(key, top_k)

@@ -14,13 +14,16 @@ compiles once per shape; the batch may be sharded over devices (data
 parallel), each frame being independent.
 
 Steps 2 and 3 are fused when the decoder's options let candidacy be decided
-from the logit alone (float32 or float64 logits, one sigmoid class, no
-``max_results``; every shipped BlazeFace-family preset, not under ``top_k``):
+from the logits alone (float32 or float64 logits and sigmoid scores: every
+shipped preset, multi-class SSD ones included; not under ``top_k``):
 anchors whose logit is below a conservative bound computed from the score
 threshold (a traced value) are dropped before decoding, the others are
 compacted per frame and only those are decoded and passed to NMS. The results
-are those of decoding every anchor (the decoder's own score test still
-decides), at a fraction of the work.
+are those of decoding every anchor (the decoder's own filters still decide),
+at a fraction of the work. A batch of more than 16 frames is sorted by
+candidate count and run 16 frames at a time, so each group sizes its
+compaction bucket and NMS steps for its own frames: a batch costs about its
+number of frames times the cost of one, whatever the spread of counts.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.typing import ArrayLike
 
 from jaxanchors import _compaction as compaction
@@ -87,6 +91,11 @@ class PipelineOptions(v.OptionsMixin):
     return data
 
 
+@functools.lru_cache(maxsize=64)
+def _resolve_cached(config: Any) -> PipelineOptions:
+  return _resolve(config)
+
+
 def _resolve(config: Any) -> PipelineOptions:
   if isinstance(config, PipelineOptions):
     return config
@@ -99,11 +108,11 @@ def _resolve(config: Any) -> PipelineOptions:
                   f"{type(config).__name__}")
 
 
-# Candidate-count buckets of the pre-filtered path (NMS has its own, finer ones). Each
-# bucket compiles decode and NMS once more; steps of 4 keep compile time at
-# about 1.2 s for BlazeFace (the NMS buckets, steps of 2: 1.9 s), and a
-# bucket at most 4x too large costs little in a loop this cheap.
-_BUCKETS = (64, 256, 1024, 4096)
+# Candidate-count buckets of the pre-filtered path, about 3x apart (NMS has its
+# own, finer ones). Each bucket compiles decode and NMS once more; the NMS loop
+# costs about slots x steps, so a dense frame (hundreds of candidates) should
+# not land in a bucket several times too large.
+_BUCKETS = (32, 96, 320, 1024, 4096)
 # How far below logit(min_score_thresh) the pre-filter starts: far more than
 # the float32 sigmoid's rounding moves it (a few ulps, well under 1e-3 in logit
 # space for thresholds in [_THRESH_LOW, 1 - _THRESH_LOW]).
@@ -112,26 +121,39 @@ _LOGIT_MARGIN = 0.05
 # 1 - _THRESH_LOW the bound of 1 - _THRESH_LOW is used (conservative).
 _THRESH_LOW = 1e-4
 _FLT_MAX = float(np.finfo(np.float32).max)
+# Frames per group of a batch (see _detect_prefiltered): few enough that one
+# dense frame sets the bucket and NMS steps of few others, enough that the
+# per-group cost (a few dozen kernels) is shared.
+_GROUP = 16
 
 
 def _prefilter_applies(options: DecoderOptions) -> bool:
-  """Whether the decoder's options let candidacy be decided from the logit
-  alone, whatever the threshold: one sigmoid class, no ``max_results``,
-  class 0 allowed."""
-  return (options.num_classes == 1 and options.sigmoid_score and options.max_results <= 0
-          and not (options.allow_classes and 0 not in options.allow_classes)
-          and 0 not in (options.ignore_classes or ()))
+  """Whether candidacy can be decided from the logits alone, whatever the
+  threshold: sigmoid scores (any number of classes, class lists and
+  ``max_results``: the compacted rows keep every anchor that may pass, in
+  anchor order, so the decoder's own filters decide the same)."""
+  return options.sigmoid_score
 
 
-def _prefilter_member(logits: jax.Array, thr: jax.Array) -> jax.Array:
-  """Anchors whose (clipped) logit may pass the sigmoid threshold ``thr`` (traced).
+def _prefilter_member(logits: jax.Array, thr: jax.Array, options: DecoderOptions) -> jax.Array:
+  """``[B, N]``: anchors whose (clipped) logits may pass the sigmoid threshold ``thr`` (traced).
 
-  A superset of the anchors the decoder keeps: the bound is
-  ``logit(thr) - _LOGIT_MARGIN``, with ``thr`` clamped to ``1 - _THRESH_LOW``
-  from above (a lower, safe bound), no bound below ``_THRESH_LOW``, and NaN
-  logits kept too when ``thr <= -FLT_MAX`` (their score, ``-FLT_MAX``, then
-  passes).
+  A superset of the anchors the decoder keeps: some allowed class's logit is
+  at least ``logit(thr) - _LOGIT_MARGIN`` (NaN logits never count, as in the
+  decoder), with ``thr`` clamped to ``1 - _THRESH_LOW`` from above (a lower,
+  safe bound) and no bound below ``_THRESH_LOW``; every anchor when
+  ``thr <= -FLT_MAX`` (a score of ``-FLT_MAX``, that of an anchor without a
+  usable class, then passes).
   """
+  if options.num_classes > 1 or options.allow_classes or options.ignore_classes:
+    allowed = [c for c in range(options.num_classes)
+               if (c in options.allow_classes if options.allow_classes
+                   else c not in options.ignore_classes)]
+    logits = logits[..., np.array(allowed, np.int32)] if allowed else logits[..., :0]
+    logits = jnp.max(jnp.where(jnp.isnan(logits), -jnp.inf, logits), axis=-1,
+                     initial=-jnp.inf)
+  else:
+    logits = logits[..., 0]
   thr = thr.astype(jnp.promote_types(thr.dtype, jnp.float32))
   t = jnp.clip(thr, _THRESH_LOW, 1 - _THRESH_LOW)
   bound = jnp.log(t) - jnp.log1p(-t) - _LOGIT_MARGIN
@@ -139,41 +161,73 @@ def _prefilter_member(logits: jax.Array, thr: jax.Array) -> jax.Array:
   return (logits >= bound) | (thr <= -_FLT_MAX)
 
 
+def _group_plan(b: int) -> int:
+  """Frames per group: a batch of more than ``_GROUP`` frames runs as groups of
+  ``_GROUP`` frames of similar candidate counts, one after the other, each
+  with its own bucket and NMS steps."""
+  return _GROUP if b > _GROUP else b
+
+
 def _detect_prefiltered(raw_boxes, raw_scores, anchors, thr, options: PipelineOptions,
                         max_detections: int) -> Detections:
   """Decode and NMS with candidates found from the logits first.
 
-  An anchor whose (clipped) logit is below the bound of
+  An anchor whose (clipped) logits are below the bound of
   :func:`_prefilter_member` cannot pass the score threshold, so the others are
   compacted per frame, in anchor order, to the smallest bucket of slots that
   holds the largest frame's count, and only those are decoded (with the same
   code as :func:`decode`, so their values are the same) and given to NMS. The
-  decoder's own score test then decides candidacy exactly.
+  decoder's own filters then decide candidacy exactly.
+
+  Batches of more than ``_GROUP`` (16) frames are sorted by candidate count and
+  processed ``_GROUP`` frames at a time (``lax.map``): each group picks its own
+  bucket and runs only as many NMS steps as its own frames need, so a few dense
+  frames do not set the cost of the whole batch, and each group's working set
+  stays in cache.
   """
   batch, n = raw_scores.shape[:-2], raw_scores.shape[-2]
   b = math.prod(batch)
   raw_boxes = raw_boxes.reshape((b,) + raw_boxes.shape[-2:])
-  logits = raw_scores.reshape(b, n)
+  raw_scores = raw_scores.reshape((b,) + raw_scores.shape[-2:])
   dec = options.decoder
+  logits = raw_scores
   if dec.score_clipping_thresh is not None:
     t = jnp.asarray(dec.score_clipping_thresh, logits.dtype)
     logits = jnp.clip(logits, -t, t)
-  words, counts = compaction.bit_words(_prefilter_member(logits, thr))
+  words, counts = compaction.bit_words(_prefilter_member(logits, thr, dec))
+  sizes = compaction.bucket_sizes(n, _BUCKETS)
 
   def bucket(size):
-    def run(raw_boxes, raw_scores, thr, words, counts):
+    def run(frames, words, counts):
       src = compaction.compact(words, counts, n, size)
       at = jnp.minimum(src, n - 1)
-      rows, anchor_rows = compaction.take(raw_boxes, at), anchors[at]
-      d = decode_rows(rows, compaction.take(raw_scores, at), anchor_rows, dec,
-                      candidate=src < n, min_score_thresh=thr)
+      if frames is None:
+        rows, scores = compaction.take(raw_boxes, at), compaction.take(raw_scores, at)
+      else:
+        rows, scores = raw_boxes[frames[:, None], at], raw_scores[frames[:, None], at]
+      d = decode_rows(rows, scores, anchors[at], dec, candidate=src < n, min_score_thresh=thr)
       return suppress_compacted(d, options.nms, slots=max_detections)[0]
     return run
 
-  sizes = compaction.bucket_sizes(n, _BUCKETS)
-  raw_scores = raw_scores.reshape(b, n, 1)
-  out = compaction.switch(sizes, [bucket(size) for size in sizes], counts, raw_boxes,
-                          raw_scores, thr, words, counts)
+  branches = [bucket(size) for size in sizes]
+  group = _group_plan(b)
+  if group == b:
+    out = compaction.switch(sizes, branches, counts, None, words, counts)
+  else:
+    # Frames sorted by candidate count, in groups; the first group is topped up
+    # with copies of the emptiest frame, whose results are dropped.
+    groups = -(-b // group)
+    pad = groups * group - b
+    order = jnp.argsort(counts[:, -1]).astype(jnp.int32)
+    order = jnp.concatenate([jnp.broadcast_to(order[:1], (pad,)), order])
+
+    def one_group(frames):
+      w, c = words[frames], counts[frames]
+      return compaction.switch(sizes, branches, c, frames, w, c)
+    out = lax.map(one_group, order.reshape(groups, group))
+    # Back to batch order: the inverse permutation of the sorted frames.
+    inverse = jnp.zeros((b,), jnp.int32).at[order[pad:]].set(lax.iota(jnp.int32, b))
+    out = jax.tree.map(lambda a: a.reshape((groups * group,) + a.shape[2:])[pad:][inverse], out)
   return Detections(*(a.reshape(batch + a.shape[1:]) for a in out))
 
 
@@ -203,23 +257,26 @@ def _detect(raw_boxes, raw_scores, padding, matrix, thr, *, options: PipelineOpt
 
 
 def _threshold(min_score_thresh: Any, decoder: DecoderOptions, dtype: Any) -> Any:
-  """The score threshold as a scalar of the scores' dtype (traced by the jitted
-  callee): ``decoder.min_score_thresh`` for ``None`` (``-inf`` if unset),
-  else the checked per-call value."""
+  """The score threshold for the jitted callee: ``decoder.min_score_thresh``
+  for ``None`` (``-inf`` if unset), else the checked per-call value; a tracer
+  stays traced. A Python float for float32 scores (JAX rounds it to float32
+  as the scores' dtype would, and passes it fastest), else a scalar of the
+  scores' dtype."""
   if min_score_thresh is None:
     thr = decoder.min_score_thresh
-    return np.asarray(-np.inf if thr is None else thr, dtype)
-  if isinstance(min_score_thresh, jax.core.Tracer):
+    thr = -math.inf if thr is None else thr
+  elif isinstance(min_score_thresh, jax.core.Tracer):
     if min_score_thresh.shape != () or not jnp.issubdtype(min_score_thresh.dtype, jnp.floating):
       raise ValueError("min_score_thresh must be a float scalar, got "
                        f"{min_score_thresh.dtype}{list(min_score_thresh.shape)}")
     return min_score_thresh.astype(dtype)
-  if isinstance(min_score_thresh, (np.ndarray, jax.Array)) and min_score_thresh.shape == ():
-    min_score_thresh = min_score_thresh.item()
-  thr = v.as_float("min_score_thresh", min_score_thresh)
-  if decoder.sigmoid_score and thr > 1:
-    raise ValueError(f"min_score_thresh={thr} is above 1, which no sigmoid score reaches")
-  return np.asarray(thr, dtype)
+  else:
+    if isinstance(min_score_thresh, (np.ndarray, jax.Array)) and min_score_thresh.shape == ():
+      min_score_thresh = min_score_thresh.item()
+    thr = v.as_float("min_score_thresh", min_score_thresh)
+    if decoder.sigmoid_score and thr > 1:
+      raise ValueError(f"min_score_thresh={thr} is above 1, which no sigmoid score reaches")
+  return thr if dtype == jnp.float32 else np.asarray(thr, dtype)
 
 
 def detect(raw_boxes: ArrayLike, raw_scores: ArrayLike, config: Any, *, max_detections: int,
@@ -273,24 +330,40 @@ def detect(raw_boxes: ArrayLike, raw_scores: ArrayLike, config: Any, *, max_dete
     >>> d.boxes.shape, d.valid.sum(axis=-1).tolist()
     ((2, 4, 4), [0, 1])
   """
-  options = _resolve(config)
+  # The call's own cost matters at one frame per call: the config is resolved
+  # once per config, arrays pass through unchanged.
+  try:
+    options = _resolve_cached(config)
+  except TypeError:  # unhashable: resolving raises the right error
+    options = _resolve(config)
   max_detections = v.as_int("max_detections", max_detections, minimum=1)
-  raw_boxes, raw_scores = jnp.asarray(raw_boxes), jnp.asarray(raw_scores)
+  raw_boxes, raw_scores = v.as_array(raw_boxes), v.as_array(raw_scores)
   batch = raw_boxes.shape[:-2]
   padding = matrix = None
   mapping = None
   if isinstance(transform, LetterboxTransform):
-    padding, matrix = jnp.asarray(transform.padding), jnp.asarray(transform.matrix)
+    padding, matrix = v.as_array(transform.padding), v.as_array(transform.matrix)
     mapping = options.mapping
   elif transform is not None:
-    padding = jnp.asarray(transform)
+    padding = v.as_array(transform)
     mapping = DetectionMapping.LETTERBOX_REMOVAL
   for name, value, tail in (("padding", padding, (4,)), ("matrix", matrix, (4, 4))):
     if value is not None:
       v.check_fits_batch(f"transform {name}", value, tail, batch)
   thr = _threshold(min_score_thresh, options.decoder, raw_scores.dtype)
-  return _detect(raw_boxes, raw_scores, padding, matrix, thr, options=options,
-                 max_detections=max_detections, top_k=top_k, mapping=mapping)
+  if math.prod(batch):
+    return _detect(raw_boxes, raw_scores, padding, matrix, thr, options=options,
+                   max_detections=max_detections, top_k=top_k, mapping=mapping)
+  # No frame: the checks, then the shapes of one frame's program; no program runs.
+  v.check_decoder_inputs(raw_boxes, raw_scores, generate_anchors(options.anchors),
+                         options.decoder)
+  run = functools.partial(_detect, options=options, max_detections=max_detections, top_k=top_k,
+                          mapping=mapping)
+  one = [None if a is None else jax.ShapeDtypeStruct(a.shape[a.ndim - len(tail):], a.dtype)
+         for a, tail in ((raw_boxes, (0, 0)), (raw_scores, (0, 0)), (padding, (4,)),
+                         (matrix, (4, 4)))]
+  shapes = jax.eval_shape(run, *one, thr)
+  return Detections(*(jnp.zeros(batch + a.shape, a.dtype) for a in shapes))
 
 
 # -- photos to detections ----------------------------------------------------------------

@@ -7,6 +7,8 @@
   ``jax.log_compiles``): the package carries no counters of its own.
 * :func:`sweep` gives a slow randomised sweep fewer examples in CI than under
   ``HYPOTHESIS_PROFILE=dev``.
+* :func:`run_python` and :func:`run_on_host_devices` run a script in a fresh
+  process (x64 mode, forced device counts).
 * :func:`reference_dicts` turns :class:`~jaxanchors.Detections` slots into the
   dicts the NumPy references in ``tests/reference`` read and write.
 """
@@ -134,14 +136,21 @@ def reference_dicts(det: Any, slots: Sequence[int] | None = None) -> list[dict]:
   return out
 
 
+def run_python(script: str, *, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+  """Runs ``python -c script`` in a fresh process (with ``env`` added); returns its stdout.
+
+  For settings JAX reads once per process (device count, ``JAX_ENABLE_X64``).
+  """
+  result = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, **(env or {})),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
 def run_on_host_devices(script: str, *, devices: int = 8, timeout: float = 600) -> str:
   """Runs ``python -c script`` with ``devices`` forced CPU devices; returns its stdout.
 
   Sharding tests run in a subprocess because XLA reads the device count once per process.
   """
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result.stdout
+  return run_python(script, timeout=timeout, env={
+      "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"})

@@ -348,6 +348,8 @@ _INVALID_OPTIONS = [
     (dict(box_boundaries_indices=(0, 1, 1, 3)), "box_boundaries_indices"),
     (dict(max_classes_per_detection=2), "max_classes_per_detection"),
     (dict(sigmoid_score=1), "sigmoid_score"),
+    (dict(sigmoid_score=True, min_score_thresh=1.01),
+     "DecoderOptions.min_score_thresh=1.01 is above 1, which no sigmoid score reaches"),
 ]
 
 
@@ -357,6 +359,14 @@ def test_invalid_decoder_options(overrides, field):
   with pytest.raises((ValueError, TypeError)) as info:
     ja.DecoderOptions(**{**base, **overrides})
   assert field in str(info.value)
+
+
+def test_decoder_thresholds_kept():
+  """A sigmoid threshold of exactly 1 (only saturated scores pass) and any raw-score
+  threshold are valid."""
+  base = dict(num_classes=1, num_coords=4)
+  assert ja.DecoderOptions(**base, sigmoid_score=True, min_score_thresh=1).min_score_thresh == 1
+  assert ja.DecoderOptions(**base, min_score_thresh=7.5).min_score_thresh == 7.5
 
 
 def test_decoder_options_round_trip_and_format_precedence():

@@ -35,8 +35,9 @@ THRESHOLDS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.99, 1.0]
 
 
 def _candidates(d: Detections) -> np.ndarray:
-  """Slot indices that may take part (valid, finite score and box), in slot order."""
-  ok = (np.asarray(d.valid) & np.isfinite(d.scores) & np.isfinite(d.boxes).all(-1))
+  """Slot indices that may take part (valid, finite score, box and keypoints), in slot order."""
+  ok = (np.asarray(d.valid) & np.isfinite(d.scores) & np.isfinite(d.boxes).all(-1)
+        & np.isfinite(d.keypoints).all((-2, -1)))
   return np.flatnonzero(ok)
 
 
@@ -159,7 +160,7 @@ def _random_case(rng, k, layout=None, score_mode=None, degenerate=None, nonfinit
                  invalid_rate=None) -> Detections:
   """Clusters, exact duplicates, grid-aligned boxes (exact overlap values such as
   1/2 and 1/3), score ties, signed zeros, zero-area and negative-size boxes,
-  NaN/inf boxes and scores, invalid slots (sometimes all). Unset choices are
+  NaN/inf boxes, keypoints and scores, invalid slots (sometimes all). Unset choices are
   drawn from ``rng``."""
   def pick(value, options):
     return options[rng.integers(len(options))] if value is None else value
@@ -193,13 +194,17 @@ def _random_case(rng, k, layout=None, score_mode=None, degenerate=None, nonfinit
   else:
     scores = rng.choice([-0.5, -0.0, 0.0, 0.3, 0.3, 0.8], N)
   scores = scores.astype(F32)
-  if pick(nonfinite, [False, True]):  # valid or not
+  nonfinite = pick(nonfinite, [False, True])
+  if nonfinite:  # valid or not
     m = rng.random(N) < 0.2
     boxes[m, rng.integers(0, 4)] = rng.choice([np.nan, np.inf, -np.inf])
     m = rng.random(N) < 0.15
     scores[m] = rng.choice([np.nan, np.inf, -np.inf], m.sum())
   valid = rng.random(N) >= pick(invalid_rate, INVALID_RATES)
   keypoints = np.round(rng.uniform(0, 1, (N, k, 2)), 3).astype(F32)
+  if nonfinite and k:
+    m = rng.random(N) < 0.15
+    keypoints[m, rng.integers(0, k), rng.integers(0, 2)] = rng.choice([np.nan, np.inf, -np.inf])
   classes = rng.integers(0, 4, N).astype(np.int32)
   return Detections(boxes, keypoints, scores, classes, valid)
 
@@ -223,7 +228,7 @@ def _options_pool(algorithm: str) -> list[tuple[NmsOptions, int]]:
   :func:`test_random_thresholds` covers arbitrary threshold values.
   """
   pool = []
-  for i, t in enumerate(THRESHOLDS + [-0.25]):
+  for i, t in enumerate(THRESHOLDS + [0.45]):
     o = NmsOptions(algorithm=algorithm, min_suppression_threshold=t,
                    overlap_type=list(OverlapType)[i % 3],
                    min_score_threshold=[-1.0, 0.45, 0.0, 0.6][i % 4],
@@ -403,15 +408,31 @@ def test_non_finite_and_invalid_never_leak(alg):
     assert np.all(np.isfinite(np.asarray(a, np.float64)))
 
 
-def test_nan_keypoint_reaches_only_its_own_output():
-  boxes = [[0, 0, 0.5, 0.5], [0.02, 0, 0.52, 0.5], [0.6, 0.6, 0.9, 0.9]]
-  kps = np.array([[[0.1, 0.2]], [[np.nan, 0.3]], [[0.7, 0.8]]], F32)
-  d = _dets(boxes, [0.9, 0.8, 0.7], keypoints=kps, k=2)
-  o = NmsOptions(min_suppression_threshold=0.3, overlap_type=IOU, algorithm="WEIGHTED")
-  out = non_max_suppression(d, o, max_detections=L)
-  assert np.isnan(out.keypoints[0, 0, 0]) and np.isfinite(out.keypoints[0, 0, 1])
-  np.testing.assert_array_equal(out.keypoints[1, 0], kps[2, 0])
-  assert np.all(np.isfinite(out.boxes)) and np.all(np.isfinite(out.keypoints[1:]))
+@pytest.mark.parametrize("alg", ["DEFAULT", "WEIGHTED"])
+def test_non_finite_keypoints_are_not_candidates(alg):
+  """Like a NaN box: never emitted, never suppressing (DEFAULT), never blended (WEIGHTED)."""
+  boxes = [[0, 0, 0.5, 0.5], [0.02, 0, 0.52, 0.5], [0.04, 0, 0.54, 0.5], [0.6, 0.6, 0.9, 0.9],
+           [0.61, 0.6, 0.91, 0.9]]
+  kps = np.array([[[0.1, 0.2], [0.1, 0.2]], [[np.nan, 0.3], [0.1, 0.2]],
+                  [[0.1, 0.2], [0.2, 0.2]], [[0.7, 0.8], [0.7, np.inf]],
+                  [[0.7, 0.8], [0.75, 0.85]]], F32)
+  d = _dets(boxes, [0.9, 0.95, 0.7, 0.99, 0.6], keypoints=kps, k=2)
+  o = NmsOptions(min_suppression_threshold=0.3, overlap_type=IOU, algorithm=alg)
+  refs = _check_three_ways([d], o, L)  # the reference ignores slots 1 and 3
+  assert [r["anchor_index"] for r in refs[0]] == [0, 4]
+  out = _numpy(non_max_suppression(d, o, max_detections=L))
+  assert np.all(np.isfinite(out.keypoints)) and np.all(np.isfinite(out.boxes))
+  ignored = d._replace(valid=np.asarray(d.valid) & ~np.isin(np.arange(N), [1, 3]))
+  chex.assert_trees_all_equal(out, _numpy(non_max_suppression(ignored, o, max_detections=L)))
+  if alg == "WEIGHTED":  # slot 2 is blended into slot 0's output, slot 1 is not
+    want = (0.9 * kps[0] + 0.7 * kps[2]) / F32(0.9 + 0.7)
+    np.testing.assert_allclose(out.keypoints[0], want, rtol=0, atol=1e-6)
+  # Through compaction (many slots, few candidates) and the top_k pre-selection too.
+  big = Detections(*(np.concatenate([a, np.repeat(b[-1:], 200, 0)]) for a, b in zip(d, d)))
+  big = big._replace(valid=np.concatenate([d.valid, np.zeros(200, bool)]))
+  for top_k in (None, 4):
+    got = _numpy(non_max_suppression(big, o, max_detections=L, top_k=top_k))
+    chex.assert_trees_all_equal(got, out)
 
 
 @pytest.mark.parametrize("alg", ["DEFAULT", "WEIGHTED"])
@@ -551,6 +572,8 @@ BAD_OPTIONS = [
     ({"num_detection_streams": 0}, ValueError, "num_detection_streams.*0"),
     ({"min_suppression_threshold": float("nan")}, ValueError, "min_suppression_threshold.*nan"),
     ({"min_suppression_threshold": "0.3"}, TypeError, "min_suppression_threshold"),
+    ({"min_suppression_threshold": -0.25}, ValueError,
+     r"min_suppression_threshold must be >= 0, got -0.25 \(every pair"),
     ({"min_score_threshold": float("inf")}, ValueError, "min_score_threshold.*inf"),
     ({"overlap_type": 0}, ValueError, "overlap_type.*0"),
     ({"overlap_type": "IOU"}, ValueError, "overlap_type.*IOU"),

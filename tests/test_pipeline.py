@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+from pathlib import Path
 
 import chex
 import jax
@@ -15,6 +16,7 @@ import jaxanchors as ja
 from jaxanchors import pipeline, presets
 from jaxanchors.letterbox import LetterboxTransform, letterbox
 import mediapipe_data
+import x64_cases
 import _util
 from _util import count_traces
 
@@ -212,14 +214,16 @@ def test_prefiltered_detect_equals_decoding_every_anchor(algorithm, decoder_chan
   scores[:, :120, 0] = near
   scores[3, :, 0] = rng.normal(logit + 1, 1, 896)
   scores[2, 30:, 0] = -20  # few candidates: the smallest bucket when alone
+  scores[0, 80:, 0] = -20  # the next bucket
   got = pipeline.detect(boxes, scores, options, max_detections=40)
   want = _unfiltered(boxes, scores, options, 40)
-  assert int(want.valid.sum()) > 40
+  assert int(want.valid.sum()) > 40 + 25
   _assert_same_detections(got, want)
   # Alone, each frame takes the bucket its own candidate count needs.
   if "score_clipping_thresh" not in decoder_changes:  # with it, every anchor is a candidate
     counts = (scores[..., 0] >= logit - pipeline._LOGIT_MARGIN).sum(-1)
-    assert counts[2] <= pipeline._BUCKETS[0] < counts[0] <= pipeline._BUCKETS[1] < counts[3]
+    assert counts[2] <= pipeline._BUCKETS[0] < counts[0] <= pipeline._BUCKETS[1]
+    assert pipeline._BUCKETS[2] < counts[3]
   for f in range(4):
     _assert_same_detections(pipeline.detect(boxes[f], scores[f], options, max_detections=40),
                             jax.tree.map(lambda x: x[f], want))
@@ -317,16 +321,16 @@ def test_detect_under_vmap_equals_batched():
 
 
 def test_detect_falls_back_to_decoding_every_anchor():
-  """Options the logit pre-filter cannot serve (max_results, several classes) and top_k."""
+  """Options the logit pre-filter cannot serve (raw scores, bfloat16 logits) and top_k."""
   face = presets.get("face_short_range")
-  options = pipeline.PipelineOptions(anchors=face.anchors,
-                                     decoder=dataclasses.replace(face.decoder, max_results=3),
-                                     nms=face.nms)
+  raw = dataclasses.replace(face.decoder, sigmoid_score=False, score_clipping_thresh=None,
+                            min_score_thresh=2.0)
+  options = pipeline.PipelineOptions(anchors=face.anchors, decoder=raw, nms=face.nms)
   assert not pipeline._prefilter_applies(options.decoder)
   boxes, scores = _random_raw(face, (2,), seed=6)
-  _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=8),
-                          _unfiltered(boxes, scores, options, 8))
-  assert not pipeline._prefilter_applies(presets.get("ssdlite_coco").decoder)
+  want = _unfiltered(boxes, scores, options, 8)
+  assert int(want.valid.sum()) > 0
+  _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=8), want)
   # bfloat16 logits: the sigmoid rounds by up to 2**-8 near 1, more than the bound's margin
   # covers (at threshold 0.99, logit 4.4 rounds to a passing 0.98828125).
   high = dataclasses.replace(face.decoder, min_score_thresh=0.99)
@@ -337,6 +341,91 @@ def test_detect_falls_back_to_decoding_every_anchor():
   want = _unfiltered(boxes, scores, options, 8)
   assert int(want.valid.sum()) > 0
   _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=8), want)
+
+
+def _dense_frames(preset, batch, seed, faces, per_face):
+  """Frames whose faces light up ``per_face`` anchors each (as a detector's output does):
+  ``faces[i]`` faces in frame ``i``, logits around the threshold's, boxes around the face."""
+  d = preset.decoder
+  anchors = np.asarray(ja.anchors_numpy(preset.anchors))
+  rng = np.random.default_rng(seed)
+  boxes = rng.normal(0, 2, (batch, d.num_boxes, d.num_coords)).astype(np.float32)
+  scores = rng.normal(-6, 2, (batch, d.num_boxes, d.num_classes)).astype(np.float32)
+  logit = np.log(d.min_score_thresh) - np.log1p(-d.min_score_thresh)
+  for f in range(batch):
+    for _ in range(faces[f]):
+      centre, size = rng.uniform(0.1, 0.9, 2), rng.uniform(0.05, 0.3)
+      near = np.argsort(np.sum((anchors[:, :2] - centre) ** 2, axis=1))[:per_face]
+      a = anchors[near]
+      if d.num_keypoints:  # XYWH rows (the BlazeFace family)
+        boxes[f, near, 0:2] = (centre + rng.normal(0, 0.01, (per_face, 2)) - a[:, :2]) \
+            / a[:, 2:] * d.x_scale
+        boxes[f, near, 2:4] = np.log(size / a[:, 2:]) * d.w_scale \
+            if d.apply_exponential_on_box_size else size / a[:, 2:] * d.w_scale
+      cls = rng.integers(0, d.num_classes, per_face)
+      scores[f, near, cls] = logit + rng.normal(0.5, 1.5, per_face)
+  return boxes, scores
+
+
+# One preset of each family: short-range face (896 anchors), full-range face (2304),
+# palm (2016), pose (2254), SSD multi-class (91 classes, class 0 ignored).
+FAMILIES = ["face_short_range", "face_full_range", "palm", "pose", "ssdlite_coco"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_fast_path_equals_decoding_every_anchor_for_dense_and_mixed_frames(name):
+  """Dense frames, frames of very different candidate counts in one batch, and one frame."""
+  preset = presets.get(name)
+  assert pipeline._prefilter_applies(preset.decoder)
+  faces = [0, 8, 1, 3, 0, 6]
+  boxes, scores = _dense_frames(preset, len(faces), 31, faces, 40)
+  scores[4, :, :] = np.nan if name == "pose" else 9.0  # every anchor a candidate (or none)
+  want = _unfiltered(boxes, scores, pipeline._resolve(name), 12)
+  assert int(want.valid.sum()) > 12
+  _assert_same_detections(pipeline.detect(boxes, scores, name, max_detections=12), want)
+  for f in (0, 1, 2):  # B=1
+    _assert_same_detections(pipeline.detect(boxes[f:f + 1], scores[f:f + 1], name,
+                                            max_detections=12),
+                            jax.tree.map(lambda x: x[f:f + 1], want))
+
+
+@pytest.mark.parametrize("decoder_changes", [
+    {"max_results": 5}, {"allow_classes": (0,)}, {"ignore_classes": (0,)},
+])
+def test_fast_path_class_filters_and_max_results(decoder_changes):
+  """max_results counts passing anchors in anchor order; class 0 not allowed means none."""
+  preset = presets.get("face_short_range")
+  options = pipeline.PipelineOptions(
+      anchors=preset.anchors, decoder=dataclasses.replace(preset.decoder, **decoder_changes),
+      nms=preset.nms)
+  boxes, scores = _dense_frames(preset, 3, 32, [4, 1, 0], 30)
+  want = _unfiltered(boxes, scores, options, 10)
+  _assert_same_detections(pipeline.detect(boxes, scores, options, max_detections=10), want)
+  if "ignore_classes" in decoder_changes:
+    assert not want.valid.any()
+  else:
+    assert want.valid.any()
+
+
+def test_grouped_large_batch_equals_decoding_every_anchor():
+  """More frames than a group: frames sorted by candidate count, groups of their own bucket."""
+  preset = presets.get("face_short_range")
+  b = pipeline._GROUP * 2 + 3
+  rng = np.random.default_rng(33)
+  faces = rng.integers(0, 3, b)
+  faces[5] = 9  # one dense frame
+  boxes, scores = _dense_frames(preset, b, 33, faces, 25)
+  scores[7] = 9.0  # one frame whose every anchor is a candidate
+  want = _unfiltered(boxes, scores, pipeline._resolve(preset), 10)
+  for algorithm in ("WEIGHTED", "DEFAULT"):
+    options = pipeline.PipelineOptions(
+        anchors=preset.anchors, decoder=preset.decoder,
+        nms=dataclasses.replace(preset.nms, algorithm=algorithm), mapping=preset.mapping)
+    if algorithm == "DEFAULT":
+      want = _unfiltered(boxes, scores, options, 10)
+    got = pipeline.detect(boxes.reshape(1, b, 896, 16), scores.reshape(1, b, 896, 1), options,
+                          max_detections=10)
+    _assert_same_detections(jax.tree.map(lambda x: x[0], got), want)
 
 
 @pytest.mark.parametrize("name", presets.names())
@@ -400,3 +489,92 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 def test_sharded_detect_equals_single_device():
   stdout = _util.run_on_host_devices(_SHARDING_SCRIPT, timeout=300)
   assert int(stdout.split()[-1]) > 0  # the frames did produce detections
+
+
+# -- bad input never leaks ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["face_short_range", "ssdlite_coco"])
+def test_non_finite_keypoints_never_reach_a_valid_slot(name):
+  """A NaN or inf in an anchor's keypoint columns drops that anchor, as a NaN box does."""
+  preset = presets.get(name)
+  d = preset.decoder
+  boxes, scores = _random_raw(preset, (2,), seed=21)
+  if d.num_keypoints == 0:  # ssdlite: the box columns instead
+    columns = list(range(4))
+  else:
+    columns = list(range(d.keypoint_coord_offset, d.num_coords))
+  scores[:, :60] = 4.0  # confident, so they would be emitted (DEFAULT) or blended (WEIGHTED)
+  bad = np.zeros(boxes.shape[:2], bool)
+  bad[:, :60:3] = True
+  for f, i in zip(*np.nonzero(bad)):
+    boxes[f, i, columns[(i // 3) % len(columns)]] = [np.nan, np.inf, -np.inf][i % 3]
+  got = pipeline.detect(boxes, scores, name, max_detections=20)
+  dropped = scores.copy()
+  dropped[bad] = -np.inf
+  want = pipeline.detect(np.where(bad[..., None], 0, boxes), dropped, name, max_detections=20)
+  assert int(want.valid.sum()) > 4
+  chex.assert_trees_all_equal(got, want)
+  assert np.all(np.isfinite(np.asarray(got.keypoints)))
+  # The composed path (every anchor decoded, then NMS) drops them too.
+  options = pipeline._resolve(name)
+  _assert_same_detections(_unfiltered(boxes, scores, options, 20), want)
+
+
+def test_detect_on_zero_frames_returns_empty_results():
+  preset = presets.get("face_short_range")
+  boxes, scores = _random_raw(preset, (2,))
+  one = pipeline.detect(boxes, scores, preset, max_detections=3,
+                        transform=LetterboxTransform(np.zeros((2, 4), np.float32),
+                                                     np.tile(np.eye(4, dtype=np.float32), (2, 1, 1))))
+  for batch in ((0,), (3, 0)):
+    b = np.zeros(batch + boxes.shape[1:], np.float32)
+    s = np.zeros(batch + scores.shape[1:], np.float32)
+    for transform in (None, np.zeros(batch + (4,), np.float32),
+                      LetterboxTransform(np.zeros(batch + (4,), np.float32),
+                                         np.zeros(batch + (4, 4), np.float32))):
+      got = pipeline.detect(b, s, preset, max_detections=3, transform=transform)
+      for x, y in zip(got, one):
+        assert x.shape == batch + y.shape[1:] and x.dtype == y.dtype
+  # The checks still apply.
+  with pytest.raises(ValueError, match=r"raw_boxes must have shape .* got \(0, 896, 12\)"):
+    pipeline.detect(np.zeros((0, 896, 12), np.float32), np.zeros((0, 896, 1), np.float32), preset,
+                    max_detections=3)
+  # decode and NMS agree.
+  empty = ja.decode(b, s, ja.generate_anchors(preset.anchors), preset)
+  assert ja.non_max_suppression(empty, preset.nms, max_detections=3).boxes.shape == (3, 0, 3, 4)
+
+
+def test_x64_mode_gives_the_same_bits(tmp_path):
+  """With jax_enable_x64 (a common global setting), float32 inputs give the same results."""
+  path = tmp_path / "x64.npz"
+  _util.run_python(f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                   f"import x64_cases; x64_cases.main({str(path)!r})", timeout=900)
+  x64 = np.load(path)
+  here = x64_cases.cases()
+  assert len(x64.files) == sum(len(v) for v in here.values())
+  for name, arrays in here.items():
+    for i, a in enumerate(arrays):
+      b = x64[f"{name}|{i}"]
+      assert a.dtype == b.dtype and a.shape == b.shape, (name, i, a.dtype, b.dtype)
+      np.testing.assert_array_equal(a, b, err_msg=name)
+  assert int(here["detect"][4].sum()) > 0 and int(here["detect ssdlite_coco"][4].sum()) > 0
+
+
+def test_readme_quick_start_equals_the_step_by_step_composition():
+  """The README's quick start (detect in the user's jit) is the fast path and gives the
+  results of decoding every anchor then NMS, the composition it shows beside it."""
+  import re  # pylint: disable=import-outside-toplevel
+  readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+  block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+               if "def postprocess(" in b)
+  code = {}
+  exec(block, code)  # noqa: S102 - our own README
+  preset = presets.get("face_short_range")
+  boxes, scores = _dense_frames(preset, 4, 34, [3, 0, 7, 1], 30)
+  fast = code["postprocess"](boxes, scores)
+  # The pre-filtered pipeline runs inside the user's jit.
+  assert "name=_detect" in str(jax.make_jaxpr(code["postprocess"])(boxes, scores))
+  slow = code["postprocess_step_by_step"](boxes, scores)
+  assert int(slow.valid.sum()) > 8
+  _assert_same_detections(fast, slow)

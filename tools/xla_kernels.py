@@ -15,6 +15,7 @@ timed::
 
     python tools/xla_kernels.py nms WEIGHTED     # the 64 x 896 BlazeFace NMS batch
     python tools/xla_kernels.py detect           # the BlazeFace pipeline, B=64
+    python tools/xla_kernels.py detect - 1       # the same, one frame
 
 From Python: ``report(jax.jit(f).lower(*args).compile().as_text())``.
 """
@@ -70,7 +71,7 @@ def report(hlo_text: str) -> str:
   return "\n".join(rows)
 
 
-def _example(what: str, algorithm: str) -> str:
+def _example(what: str, algorithm: str, batch: int = 64) -> str:
   import numpy as np
   import jax.numpy as jnp
 
@@ -79,8 +80,8 @@ def _example(what: str, algorithm: str) -> str:
   rng = np.random.default_rng(0)
   if what == "detect":
     preset = presets.get("face_short_range")
-    boxes = rng.normal(0, 6, (64, 896, 16)).astype(np.float32)
-    scores = rng.normal(-3, 3, (64, 896, 1)).astype(np.float32)
+    boxes = rng.normal(0, 6, (batch, 896, 16)).astype(np.float32)
+    scores = rng.normal(-3, 3, (batch, 896, 1)).astype(np.float32)
     return pipeline._detect.lower(boxes, scores, None, None, np.float32(0.5),
                                   options=pipeline._resolve(preset),
                                   max_detections=10, top_k=None,
@@ -98,4 +99,5 @@ def _example(what: str, algorithm: str) -> str:
 
 if __name__ == "__main__":
   what = sys.argv[1] if len(sys.argv) > 1 else "nms"
-  print(report(_example(what, sys.argv[2] if len(sys.argv) > 2 else "WEIGHTED")))
+  print(report(_example(what, sys.argv[2] if len(sys.argv) > 2 else "WEIGHTED",
+                        int(sys.argv[3]) if len(sys.argv) > 3 else 64)))
