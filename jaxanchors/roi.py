@@ -215,7 +215,7 @@ def _normalize_radians(angle: jax.Array) -> jax.Array:
   """``angle - 2 pi floor((angle + pi) / (2 pi))`` in float64, rounded to float32."""
   with jax.enable_x64(True):
     a = angle.astype(jnp.float64)
-    turns = jnp.floor((a - (-math.pi)) / (2 * math.pi))
+    turns = jnp.floor(_div(a - (-math.pi), jnp.float64(2 * math.pi)))
     out = (a - _mul(jnp.float64(2 * math.pi), turns)).astype(jnp.float32)
   return out
 
@@ -439,8 +439,10 @@ def _box_points(cx, cy, w, h, rotation):
   radians in double inside OpenCV, whose cosine and sine are rounded to float.
   """
   with jax.enable_x64(True):
-    deg = ((rotation * _F32(180)).astype(jnp.float64) / math.pi).astype(jnp.float32)
-    rad = deg.astype(jnp.float64) * math.pi / 180.0
+    # True divisions: XLA would fold "* pi / 180" into one product otherwise.
+    deg = _div((rotation * _F32(180)).astype(jnp.float64), jnp.float64(math.pi))
+    deg = deg.astype(jnp.float32)
+    rad = _div(deg.astype(jnp.float64) * math.pi, jnp.float64(180.0))
     b = jnp.cos(rad).astype(jnp.float32) * _F32(0.5)
     a = jnp.sin(rad).astype(jnp.float32) * _F32(0.5)
   p0x = (cx - _mul(a, h)) - _mul(b, w)
