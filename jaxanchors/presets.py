@@ -34,6 +34,7 @@ from jaxanchors.anchors import AnchorOptions
 from jaxanchors.decoding import DecoderOptions
 from jaxanchors.letterbox import DetectionMapping, ImageToTensorOptions
 from jaxanchors.nms import NmsOptions
+from jaxanchors.roi import RectOptions, RoiOptions
 
 __all__ = ["Preset", "from_graph", "get", "names", "PRESETS"]
 
@@ -57,6 +58,9 @@ class Preset:
       ``PROJECTION`` (DetectionProjection, face graphs) or
       ``LETTERBOX_REMOVAL`` (DetectionLetterboxRemoval, palm and pose).
     model: name of the real model in :mod:`jaxanchors.models`, if shipped.
+    roi: for detectors that feed a landmark model, what the landmark graph
+      does in between (:class:`~jaxanchors.roi.RoiOptions`: rects, crop,
+      how many, association; docs/semantics.md §7.6), else ``None``.
   """
 
   name: str
@@ -67,9 +71,12 @@ class Preset:
   preprocessing: ImageToTensorOptions
   mapping: DetectionMapping = DetectionMapping.PROJECTION
   model: str | None = None
+  roi: RoiOptions | None = None
 
   def __post_init__(self) -> None:
     v.set_field(self, "mapping", v.as_enum("Preset.mapping", DetectionMapping, self.mapping))
+    if self.roi is not None and not isinstance(self.roi, RoiOptions):
+      raise TypeError(f"Preset.roi must be RoiOptions or None, got {type(self.roi).__name__}")
 
   @property
   def input_size(self) -> tuple[int, int]:
@@ -130,6 +137,26 @@ def _mobile_ssd(size: int) -> AnchorOptions:
 
 _IOU = "INTERSECTION_OVER_UNION"
 
+# The landmark graphs' detection-to-ROI stages (mediapipe 0.10.21, docs/semantics.md §7.6).
+_HAND_ROI = RoiOptions(  # hand_landmark_tracking_cpu: PalmDetectionDetectionToRoi, HandLandmarkCpu
+    rect=RectOptions(rotation_vector_start_keypoint_index=0, rotation_vector_end_keypoint_index=2,
+                     rotation_vector_target_angle_degrees=90, scale_x=2.6, scale_y=2.6,
+                     shift_y=-0.5, square_long=True),
+    crop=_input(224, (0.0, 1.0), keep=True, border="UNSPECIFIED"),
+    max_rois=2, association=0.5)
+_POSE_ROI = RoiOptions(  # pose_landmark_cpu: PoseDetectionToRoi, PoseLandmarkByRoiCpu
+    rect=RectOptions(conversion="ALIGNMENT_POINTS", rotation_vector_start_keypoint_index=0,
+                     rotation_vector_end_keypoint_index=1, rotation_vector_target_angle_degrees=90,
+                     scale_x=1.25, scale_y=1.25, square_long=True),
+    crop=_input(256, (0.0, 1.0), keep=True, border="UNSPECIFIED"),
+    max_rois=1)
+_FACE_ROI = RoiOptions(  # face_landmark_front_cpu: FaceDetectionFrontDetectionToRoi, FaceLandmarkCpu
+    rect=RectOptions(rotation_vector_start_keypoint_index=0, rotation_vector_end_keypoint_index=1,
+                     rotation_vector_target_angle_degrees=0, scale_x=1.5, scale_y=1.5,
+                     square_long=True),
+    crop=_input(192, (0.0, 1.0), keep=False, border="UNSPECIFIED"),
+    max_rois=1, association=0.5)
+
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         name="face_short_range",
@@ -137,14 +164,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         anchors=_blaze(128, (8, 16, 16, 16)),
         decoder=_blaze_decoder(896, 6, 128.0, 0.5),
         nms=_weighted(), preprocessing=_input(128), mapping="projection",
-        model="face_short_range"),
+        model="face_short_range", roi=_FACE_ROI),
     Preset(
         name="face_full_range",
         description="Face detection full range (dense and sparse), 192x192 (semantics §5.3)",
         anchors=_blaze(192, (4,), interp=0.0),
         decoder=_blaze_decoder(2304, 6, 192.0, 0.6),
         nms=_weighted(), preprocessing=_input(192), mapping="projection",
-        model="face_full_range"),
+        model="face_full_range", roi=_FACE_ROI),
     Preset(
         name="blazeface_back",
         description="BlazeFace back camera, 256x256, graphs 2020-05 to 2021-05 (semantics §5.4)",
@@ -158,7 +185,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         anchors=_blaze(192, (8, 16, 16, 16)),
         decoder=_blaze_decoder(2016, 7, 192.0, 0.5),
         nms=_weighted(), preprocessing=_input(192, (0.0, 1.0)), mapping="letterbox_removal",
-        model="palm_full"),
+        model="palm_full", roi=_HAND_ROI),
     Preset(
         name="palm_128",
         description="Palm detection 128x128, 2020-11 to 2021-11 (semantics §5.5)",
@@ -178,7 +205,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         description="BlazePose detector, 224x224 (semantics §5.6)",
         anchors=_blaze(224, (8, 16, 32, 32, 32)),
         decoder=_blaze_decoder(2254, 4, 224.0, 0.5),
-        nms=_weighted(), preprocessing=_input(224), mapping="letterbox_removal", model="pose"),
+        nms=_weighted(), preprocessing=_input(224), mapping="letterbox_removal", model="pose",
+        roi=_POSE_ROI),
     Preset(
         name="ssdlite_coco",
         description="SSDLite object detection (COCO), 320x320 (semantics §5.7)",
