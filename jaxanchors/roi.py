@@ -11,8 +11,9 @@ detector -> pose landmarks, face detector -> face mesh), docs/semantics.md §7:
 Contract:
 
 * :class:`Rects` are MediaPipe's ``NormalizedRect``: centre and size as
-  fractions of the image width and height, ``rotation`` in radians,
-  counter-clockwise as seen on screen (y points down), batched like the detections they come
+  fractions of the image width and height, ``rotation`` in radians (MediaPipe's
+  convention: the rotation vector, turned by it, points at the target angle,
+  counted counter-clockwise with y up), batched like the detections they come
   from (``[..., N]``). Slots that are not ``valid`` hold zeros and must be
   ignored; a detection slot that is not valid gives a rect that is not valid.
 * Rect arithmetic is float32 in MediaPipe's order, products never fused into a
@@ -468,34 +469,47 @@ def _box_points(cx, cy, w, h, rotation):
 
 
 def _lu_solve(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """OpenCV's ``LU`` for float64 (partial pivoting, reciprocal pivots); ``(x, ok)``."""
+  """OpenCV's ``LU`` for float64 (partial pivoting, reciprocal pivots); ``(x, ok)``.
+
+  Loops (not unrolled Python) keep the compiled program small; masked updates
+  add exact zeros where OpenCV leaves an entry alone.
+  """
   m = a.shape[0]
-  ok = jnp.bool_(True)
+  idx = jnp.arange(m)
   eps = np.finfo(np.float64).eps * 100
-  for i in range(m):
-    # The pivot: the first row holding the largest magnitude (OpenCV's strict >).
-    k, best = jnp.int32(i), jnp.abs(a[i, i])
-    for j in range(i + 1, m):
-      take = jnp.abs(a[j, i]) > best
-      k, best = jnp.where(take, j, k), jnp.where(take, jnp.abs(a[j, i]), best)
+
+  def eliminate(i, carry):
+    a, b, ok = carry
+    col = jnp.where(idx >= i, jnp.abs(jnp.take(a, i, axis=1)), -1.0)
+    best = col.max()
+    k = jnp.where(col == best, idx, m).min()  # the first largest, as OpenCV's strict >
     ok = ok & (best >= eps)
-    hit = (jnp.arange(m, dtype=jnp.int32) == k)[:, None]
-    pivot_row, pivot_b = (hit * a).sum(axis=0), (hit[:, 0] * b).sum()
-    is_i = (jnp.arange(m) == i)[:, None]
-    a = jnp.where(is_i, pivot_row[None, :], jnp.where(hit, a[i][None, :], a))
-    b = jnp.where(is_i[:, 0], pivot_b, jnp.where(hit[:, 0], b[i], b))
-    d = -1 / a[i, i]
-    alpha = _mul(a[i + 1:, i], d)
-    a = a.at[i + 1:, i + 1:].set(a[i + 1:, i + 1:] + _mul(alpha[:, None], a[i, None, i + 1:]))
-    b = b.at[i + 1:].set(b[i + 1:] + _mul(alpha, b[i]))
-    a = a.at[i, i].set(-d)
-  x = [None] * m
-  for i in range(m - 1, -1, -1):
-    s = b[i]
-    for k in range(i + 1, m):
-      s = s - _mul(a[i, k], x[k])
-    x[i] = _mul(s, a[i, i])
-  return jnp.stack(x), ok
+    row_i, row_k = jnp.take(a, i, axis=0), jnp.take(a, k, axis=0)
+    b_i, b_k = jnp.take(b, i), jnp.take(b, k)
+    a = jnp.where((idx == i)[:, None], row_k[None, :], jnp.where((idx == k)[:, None], row_i[None, :], a))
+    b = jnp.where(idx == i, b_k, jnp.where(idx == k, b_i, b))
+    pivot_row, pivot_b = row_k, b_k
+    d = -1 / jnp.take(pivot_row, i)
+    below = idx > i
+    alpha = _mul(jnp.take(a, i, axis=1), d)
+    update = below[:, None] & below[None, :]
+    a = a + jnp.where(update, _mul(alpha[:, None], pivot_row[None, :]), 0.0)
+    b = b + jnp.where(below, _mul(alpha, pivot_b), 0.0)
+    a = jnp.where((idx == i)[:, None] & (idx == i)[None, :], -d, a)
+    return a, b, ok
+
+  a, b, ok = jax.lax.fori_loop(0, m, eliminate, (a, b, jnp.bool_(True)))
+
+  def substitute(step, x):
+    i = m - 1 - step
+    row = jnp.take(a, i, axis=0)
+    s = jnp.take(b, i)
+    for k in range(m):  # k = i+1 .. m-1 in order; the others subtract an exact 0
+      s = s - jnp.where(k > i, _mul(row[k], x[k]), 0.0)
+    return jnp.where(idx == i, _mul(s, jnp.take(row, i)), x)
+
+  x = jax.lax.fori_loop(0, m, substitute, jnp.zeros_like(b))
+  return x, ok
 
 
 def _perspective_inverse(src: jax.Array, out_w: int, out_h: int):

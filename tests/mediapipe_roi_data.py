@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 
-from tests import mediapipe_data
+import mediapipe_data
 
 DATA = Path(__file__).resolve().parent / "data" / "mediapipe_roi"
 CASES = sorted(p.stem for p in DATA.glob("*.json"))
