@@ -303,15 +303,17 @@ def _to_rects(det: Detections, options: RectOptions, img_h: jax.Array, img_w: ja
     xc, yc = (lo[..., 0] + hi[..., 0]) / 2, (lo[..., 1] + hi[..., 1]) / 2
     w, h = hi[..., 0] - lo[..., 0], hi[..., 1] - lo[..., 1]
   else:  # ALIGNMENT_POINTS: in pixels
-    cx, cy = kp[..., start, 0] * img_w, kp[..., start, 1] * img_h
-    sx, sy = kp[..., end, 0] * img_w, kp[..., end, 1] * img_h
+    # Products rounded on their own: a fused multiply-add would turn equal
+    # keypoints into a tiny non-zero difference.
+    cx, cy = _mul(kp[..., start, 0], img_w), _mul(kp[..., start, 1], img_h)
+    sx, sy = _mul(kp[..., end, 0], img_w), _mul(kp[..., end, 1], img_h)
     dx, dy = sx - cx, sy - cy
     size = jnp.sqrt(_mul(dx, dx) + _mul(dy, dy)) * 2
     xc, yc = _div(cx, img_w), _div(cy, img_h)
     w, h = _div(size, img_w), _div(size, img_h)
   if start is not None:
-    x0, y0 = kp[..., start, 0] * img_w, kp[..., start, 1] * img_h
-    x1, y1 = kp[..., end, 0] * img_w, kp[..., end, 1] * img_h
+    x0, y0 = _mul(kp[..., start, 0], img_w), _mul(kp[..., start, 1], img_h)
+    x1, y1 = _mul(kp[..., end, 0], img_w), _mul(kp[..., end, 1], img_h)
     angle = jnp.float32(options.target_angle) - _libm(jnp.arctan2, -(y1 - y0), x1 - x0)
     rotation = _normalize_radians(angle)
   else:
@@ -419,13 +421,13 @@ def _pad_roi(w, h, options: ImageToTensorOptions):
   zero = jnp.zeros_like(w)
   if not options.keep_aspect_ratio:
     return w, h, jnp.stack([zero] * 4, axis=-1)
-  t = _F32(options.output_tensor_height) / _F32(options.output_tensor_width)
-  r = h / w
+  t = jnp.full_like(w, _F32(options.output_tensor_height) / _F32(options.output_tensor_width))
+  r = _div(h, w)
   taller = t > r
-  new_w = jnp.where(taller, w, h / t)
+  new_w = jnp.where(taller, w, _div(h, t))
   new_h = jnp.where(taller, w * t, h)
-  pad_v = jnp.where(taller, (1 - r / t) / 2, zero)
-  pad_h = jnp.where(taller, zero, (1 - t / r) / 2)
+  pad_v = jnp.where(taller, (1 - _div(r, t)) / 2, zero)
+  pad_h = jnp.where(taller, zero, (1 - _div(t, r)) / 2)
   return new_w, new_h, jnp.stack([pad_h, pad_v, pad_h, pad_v], axis=-1)
 
 
@@ -577,7 +579,7 @@ def _crop_one(image, rect, options: ImageToTensorOptions):
   img_h, img_w = image.shape[0], image.shape[1]
   out_h, out_w = options.output_tensor_height, options.output_tensor_width
   valid = rect.valid
-  cx, cy = rect.x_center * _F32(img_w), rect.y_center * _F32(img_h)
+  cx, cy = _mul(rect.x_center, _F32(img_w)), _mul(rect.y_center, _F32(img_h))
   w, h = rect.width * _F32(img_w), rect.height * _F32(img_h)
   valid = valid & (w > 0) & (h > 0) & jnp.isfinite(cx) & jnp.isfinite(cy) & jnp.isfinite(
       rect.rotation)
