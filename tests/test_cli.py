@@ -123,7 +123,7 @@ def test_detect_command_on_a_photo(tmp_path, runtime):
 
 def test_readme_code_runs(tmp_path, monkeypatch):
   blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-  assert len(blocks) == 3
+  assert len(blocks) == 4  # the fourth (two-stage pipelines) runs in test_hand_rois_example.py
   monkeypatch.chdir(tmp_path)
   quick_start = {}
   exec(blocks[2], quick_start)  # noqa: S102 - our own README
