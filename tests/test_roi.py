@@ -300,6 +300,10 @@ def test_batched_vmapped_and_jitted_crops_equal_per_frame():
   for a, b, c in zip(jax.tree.leaves(frames[0]), jax.tree.leaves(eager), jax.tree.leaves(jitted)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+  # Same options and shapes, other rects and pixels: no new trace.
+  with count_traces("_crop") as traces:
+    fn(images[::-1], _rng_rects(rng, (3, 2)))
+  assert traces.count == 0
 
 
 def test_batched_rects_equal_per_frame_and_compile_once():
