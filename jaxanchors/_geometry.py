@@ -102,3 +102,26 @@ def pairwise(b1: jax.Array, b2: jax.Array, kind: OverlapType) -> jax.Array:
   r1, r2 = rects(b1), rects(b2)
   return overlap_rects(Rects(*(a[..., :, None] for a in r1)),
                        Rects(*(a[..., None, :] for a in r2)), kind)
+
+
+def signed_product(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``a * b`` of any sign, rounded on its own (never fused into a later add).
+
+  The signed counterpart of :func:`product`: ``max(p, 0) + min(p, 0)`` is
+  ``p`` (one term is ``p``, the other zero), and an add of two non-products
+  leaves XLA nothing to contract into a fused multiply-add.
+  """
+  p = a * b
+  return jnp.maximum(p, 0) + jnp.minimum(p, 0)
+
+
+def divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+  """IEEE division, as MediaPipe divides.
+
+  XLA rewrites ``a / broadcast(b)`` into ``a * broadcast(1 / b)`` (one rounding
+  more), and whether it does depends on the rest of the program, so a sharded
+  and an unsharded compilation could differ by an ulp. A full-shaped divisor
+  behind an optimisation barrier keeps the true division.
+  """
+  shape = jnp.broadcast_shapes(jnp.shape(numerator), jnp.shape(denominator))
+  return numerator / jax.lax.optimization_barrier(jnp.broadcast_to(denominator, shape))

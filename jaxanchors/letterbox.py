@@ -42,7 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxanchors import _geometry
 from jaxanchors import _validate as v
+from jaxanchors import _warp
 from jaxanchors.detections import Detections
 
 __all__ = [
@@ -57,8 +59,8 @@ __all__ = [
 ]
 
 _F32 = np.float32
-_INTER_BITS = 5
-_TAB = 1 << _INTER_BITS  # OpenCV's INTER_TAB_SIZE: 32 sub-pixel positions
+_INTER_BITS = _warp.INTER_BITS
+_TAB = _warp.TAB  # OpenCV's INTER_TAB_SIZE: 32 sub-pixel positions
 
 
 class BorderMode(enum.Enum):
@@ -287,28 +289,8 @@ def _letterbox(image: jax.Array, options: ImageToTensorOptions, method: str):
   lo, hi = options.output_tensor_float_range
   if method == "mediapipe":
     row, col, fy, fx = _warp_taps(image_h, image_w, options)
-    acc = None
-    for dy in range(2):
-      wy = fy if dy else _TAB - fy
-      r = row + dy
-      for dx in range(2):
-        wx = fx if dx else _TAB - fx
-        c = col + dx
-        if options.border_mode is BorderMode.ZERO:  # taps outside read 0
-          weight = wy * wx * ((r >= 0) & (r < image_h) & (c >= 0) & (c < image_w))
-        else:  # REPLICATE: taps clamp to the edge
-          weight = wy * wx
-        tap = image[..., np.clip(r, 0, image_h - 1), np.clip(c, 0, image_w - 1), :]
-        if image.dtype == jnp.uint8:
-          term = tap.astype(jnp.int32) * jnp.asarray(weight, jnp.int32)[:, :, None]
-        else:
-          term = tap.astype(jnp.float32) * jnp.asarray(weight / _TAB**2, jnp.float32)[:, :, None]
-        acc = term if acc is None else acc + term
-    if image.dtype == jnp.uint8:
-      # Weights sum to 1024; OpenCV's 15-bit fixed point rounds half up.
-      pixels = ((acc + 512) >> 10).astype(jnp.float32)
-    else:
-      pixels = acc
+    pixels = _warp.blend(image, row, col, fy, fx,
+                         zero_border=options.border_mode is BorderMode.ZERO)
   elif method == "linear":
     spatial = (image.ndim - 3, image.ndim - 2)
     scale = jnp.array([out_h / float(roi_h), out_w / float(roi_w)], jnp.float32)
@@ -321,8 +303,7 @@ def _letterbox(image: jax.Array, options: ImageToTensorOptions, method: str):
       raise ValueError("method='linear' supports border_mode ZERO only with keep_aspect_ratio")
   else:
     raise ValueError(f"method must be 'mediapipe' or 'linear', got {method!r}")
-  alpha = _F32((hi - lo) / 255.0)
-  tensor = pixels * alpha + jnp.float32(lo)
+  tensor = _warp.to_range(pixels, (lo, hi))
   batch = image.shape[:-3]
   matrix = jnp.broadcast_to(jnp.asarray(_matrix(image_h, image_w, options)), batch + (4, 4))
   return tensor, LetterboxTransform(jnp.broadcast_to(jnp.asarray(padding), batch + (4,)), matrix)
@@ -362,18 +343,6 @@ def letterbox(image: ArrayLike, options: ImageToTensorOptions, *,
 # -- mapping back ----------------------------------------------------------------------
 
 
-def _divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
-  """IEEE division, as MediaPipe divides.
-
-  XLA rewrites ``a / broadcast(b)`` into ``a * broadcast(1 / b)`` (one rounding
-  more), and whether it does depends on the rest of the program, so a sharded
-  and an unsharded compilation could differ by an ulp. A full-shaped divisor
-  behind an optimisation barrier keeps the true division.
-  """
-  shape = jnp.broadcast_shapes(numerator.shape, denominator.shape)
-  return numerator / jax.lax.optimization_barrier(jnp.broadcast_to(denominator, shape))
-
-
 def remove_letterbox(detections: Detections, padding: ArrayLike) -> Detections:
   """MediaPipe ``DetectionLetterboxRemovalCalculator`` (docs/semantics.md §4.3).
 
@@ -387,11 +356,12 @@ def remove_letterbox(detections: Detections, padding: ArrayLike) -> Detections:
   l, t, r, b = (padding[..., i, None] for i in range(4))
   sx, sy = 1 - (l + r), 1 - (t + b)
   boxes = detections.boxes
-  xmin, ymin = _divide(boxes[..., 0] - l, sx), _divide(boxes[..., 1] - t, sy)
-  xmax, ymax = _divide(boxes[..., 2] - l, sx), _divide(boxes[..., 3] - t, sy)
+  div = _geometry.divide
+  xmin, ymin = div(boxes[..., 0] - l, sx), div(boxes[..., 1] - t, sy)
+  xmax, ymax = div(boxes[..., 2] - l, sx), div(boxes[..., 3] - t, sy)
   kp = detections.keypoints
-  kx = _divide(kp[..., 0] - l[..., None], sx[..., None])
-  ky = _divide(kp[..., 1] - t[..., None], sy[..., None])
+  kx = div(kp[..., 0] - l[..., None], sx[..., None])
+  ky = div(kp[..., 1] - t[..., None], sy[..., None])
   return detections._replace(boxes=jnp.stack([xmin, ymin, xmax, ymax], axis=-1),
                              keypoints=jnp.stack([kx, ky], axis=-1))
 

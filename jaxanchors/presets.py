@@ -37,6 +37,7 @@ from jaxanchors.anchors import AnchorOptions
 from jaxanchors.decoding import DecoderOptions
 from jaxanchors.letterbox import DetectionMapping, ImageToTensorOptions
 from jaxanchors.nms import NmsOptions
+from jaxanchors.roi import RectOptions, RoiOptions
 
 __all__ = ["Preset", "from_graph", "get", "names", "PRESETS"]
 
@@ -72,6 +73,9 @@ class Preset:
     labels: class name of each class id (``label_id``), from the graph's label
       map (``"???"`` marks ids without a class); ``()`` for single-class
       detectors, whose graphs name no class.
+    roi: for detectors that feed a landmark model, what the landmark graph
+      does in between (:class:`~jaxanchors.roi.RoiOptions`: rects, crop,
+      how many, association; docs/semantics.md §7.6), else ``None``.
   """
 
   name: str
@@ -84,6 +88,7 @@ class Preset:
   model: str | None = None
   keypoint_names: tuple[str, ...] = ()
   labels: tuple[str, ...] = ()
+  roi: RoiOptions | None = None
 
   def __post_init__(self) -> None:
     v.set_field(self, "mapping", v.as_enum("Preset.mapping", DetectionMapping, self.mapping))
@@ -99,6 +104,8 @@ class Preset:
     if self.labels and len(self.labels) != self.decoder.num_classes:
       raise ValueError(f"Preset.labels has {len(self.labels)} names for "
                        f"{self.decoder.num_classes} classes")
+    if self.roi is not None and not isinstance(self.roi, RoiOptions):
+      raise TypeError(f"Preset.roi must be RoiOptions or None, got {type(self.roi).__name__}")
 
   @property
   def input_size(self) -> tuple[int, int]:
@@ -179,6 +186,25 @@ clock|vase|scissors|teddy bear|hair drier|toothbrush""".replace("\n", "").split(
 _OIDV4_LABELS = tuple("""???|Bicycle|Boot|Laptop|Person|Chair|Cattle|Desk|Cat|Computer mouse|
 Computer monitor|Box|Mug|Coffee cup|Stationary bicycle|Table|Bottle|High heels|Vehicle|
 Footwear|Dog|Book|Camera|Car""".replace("\n", "").split("|"))
+# The landmark graphs' detection-to-ROI stages (mediapipe 0.10.21, docs/semantics.md §7.6).
+_HAND_ROI = RoiOptions(  # hand_landmark_tracking_cpu: PalmDetectionDetectionToRoi, HandLandmarkCpu
+    rect=RectOptions(rotation_vector_start_keypoint_index=0, rotation_vector_end_keypoint_index=2,
+                     rotation_vector_target_angle_degrees=90, scale_x=2.6, scale_y=2.6,
+                     shift_y=-0.5, square_long=True),
+    crop=_input(224, (0.0, 1.0), keep=True, border="UNSPECIFIED"),
+    max_rois=2, association=0.5)
+_POSE_ROI = RoiOptions(  # pose_landmark_cpu: PoseDetectionToRoi, PoseLandmarkByRoiCpu
+    rect=RectOptions(conversion="ALIGNMENT_POINTS", rotation_vector_start_keypoint_index=0,
+                     rotation_vector_end_keypoint_index=1, rotation_vector_target_angle_degrees=90,
+                     scale_x=1.25, scale_y=1.25, square_long=True),
+    crop=_input(256, (0.0, 1.0), keep=True, border="UNSPECIFIED"),
+    max_rois=1)
+_FACE_ROI = RoiOptions(  # face_landmark_front_cpu: FaceDetectionFrontDetectionToRoi, FaceLandmarkCpu
+    rect=RectOptions(rotation_vector_start_keypoint_index=0, rotation_vector_end_keypoint_index=1,
+                     rotation_vector_target_angle_degrees=0, scale_x=1.5, scale_y=1.5,
+                     square_long=True),
+    crop=_input(192, (0.0, 1.0), keep=False, border="UNSPECIFIED"),
+    max_rois=1, association=0.5)
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
@@ -188,7 +214,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         decoder=_blaze_decoder(896, 6, 128.0, 0.5),
         nms=_weighted(), preprocessing=_input(128), mapping="projection",
         model="face_short_range",
-        keypoint_names=_FACE_KEYPOINTS),
+        keypoint_names=_FACE_KEYPOINTS, roi=_FACE_ROI),
     Preset(
         name="face_full_range",
         description="Face detection full range (dense and sparse), 192x192 (semantics §5.3)",
@@ -196,7 +222,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         decoder=_blaze_decoder(2304, 6, 192.0, 0.6),
         nms=_weighted(), preprocessing=_input(192), mapping="projection",
         model="face_full_range",
-        keypoint_names=_FACE_KEYPOINTS),
+        keypoint_names=_FACE_KEYPOINTS, roi=_FACE_ROI),
     Preset(
         name="blazeface_back",
         description="BlazeFace back camera, 256x256, graphs 2020-05 to 2021-05 (semantics §5.4)",
@@ -212,7 +238,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         decoder=_blaze_decoder(2016, 7, 192.0, 0.5),
         nms=_weighted(), preprocessing=_input(192, (0.0, 1.0)), mapping="letterbox_removal",
         model="palm_full",
-        keypoint_names=_PALM_KEYPOINTS),
+        keypoint_names=_PALM_KEYPOINTS, roi=_HAND_ROI),
     Preset(
         name="palm_128",
         description="Palm detection 128x128, 2020-11 to 2021-11 (semantics §5.5)",
@@ -235,7 +261,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         anchors=_blaze(224, (8, 16, 32, 32, 32)),
         decoder=_blaze_decoder(2254, 4, 224.0, 0.5),
         nms=_weighted(), preprocessing=_input(224), mapping="letterbox_removal", model="pose",
-        keypoint_names=_POSE_KEYPOINTS),
+        keypoint_names=_POSE_KEYPOINTS, roi=_POSE_ROI),
     Preset(
         name="ssdlite_coco",
         description="SSDLite object detection (COCO), 320x320 (semantics §5.7)",

@@ -1204,6 +1204,220 @@ def _dumps(doc: dict) -> str:
   return flat.sub(lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text) + "\n"
 
 
+# ---------------------------------------------------------------------------
+# Two-stage graphs (``--roi``): detections -> rects -> landmark-model crops.
+# Kept apart from the detector recording above; writes tests/data/mediapipe_roi/.
+# ---------------------------------------------------------------------------
+
+ROI_GRAPHS: dict[str, dict] = {
+    "hand": {
+        "binarypb": "mediapipe/modules/hand_landmark/hand_landmark_tracking_cpu.binarypb",
+        "side_packets": {"num_hands": 2, "model_complexity": 1, "use_prev_landmarks": False},
+        "detections": "palm_detections", "rects": "hand_rects_from_palm_detections",
+        "associated": "hand_rects", "roi_output": "hand_rect_from_palm_detection",
+        "tensor": [224, 224],
+    },
+    "pose": {
+        "binarypb": "mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb",
+        "side_packets": {"model_complexity": 1, "smooth_landmarks": False,
+                         "enable_segmentation": False, "smooth_segmentation": False,
+                         "use_prev_landmarks": False},
+        "detections": "pose_detection", "rects": None,
+        "associated": "pose_rect", "roi_output": "pose_rect_from_detection",
+        "tensor": [256, 256],
+    },
+    "face": {
+        "binarypb": "mediapipe/modules/face_landmark/face_landmark_front_cpu.binarypb",
+        "side_packets": {"num_faces": 2, "use_prev_landmarks": False, "with_attention": False},
+        "detections": "face_detections", "rects": "face_rects_from_detections",
+        "associated": "face_rects", "roi_output": "face_rect_from_detection",
+        "tensor": [192, 192],
+    },
+}
+
+# (graph, photo, degrees): rotated copies make the rects' rotation matter.
+ROI_CASES: list[tuple[str, str, int]] = [
+    *[("hand", "camera_hands", d) for d in (0, 30, 90, 135)],
+    ("hand", "astronaut_tall", 0),
+    *[("pose", "astronaut", d) for d in (0, 30, 90, 135)],
+    *[("face", "faces2", d) for d in (0, 30, 90, 135)],
+    ("face", "astronaut", 30),
+]
+
+
+def rotate_photo(img: np.ndarray, degrees: int) -> np.ndarray:
+  """The photo turned counter-clockwise by ``degrees`` (0, 30, 90 or 135).
+
+  90 is ``np.rot90``. 30 and 135 sample the nearest pixel on a canvas that
+  holds the whole turned photo (black outside it), with sines and cosines from
+  square roots so the result is the same on every machine.
+  """
+  if degrees == 0:
+    return img
+  if degrees == 90:
+    return np.ascontiguousarray(np.rot90(img))
+  c, s = {30: (np.sqrt(3.0) / 2, 0.5), 135: (-np.sqrt(0.5), np.sqrt(0.5))}[degrees]
+  h, w = img.shape[:2]
+  out_w = int(np.ceil(abs(w * c) + abs(h * s)))
+  out_h = int(np.ceil(abs(w * s) + abs(h * c)))
+  u = np.arange(out_w, dtype=np.float64)[None, :] + 0.5 - out_w / 2
+  v = np.arange(out_h, dtype=np.float64)[:, None] + 0.5 - out_h / 2
+  # Inverse map: a canvas pixel looks up the photo pixel that lands there.
+  x = np.floor(c * u - s * v + w / 2).astype(np.int64)
+  y = np.floor(s * u + c * v + h / 2).astype(np.int64)
+  inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+  out = img[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)]
+  out[~inside] = 0
+  return np.ascontiguousarray(out)
+
+
+def _roi_graph(name: str):
+  """The expanded landmark graph with taps on the detector's and landmark model's tensors."""
+  info = ROI_GRAPHS[name]
+  for mod in ("mediapipe.calculators.util.detections_to_rects_calculator_pb2",
+              "mediapipe.calculators.util.rect_transformation_calculator_pb2",
+              "mediapipe.calculators.util.association_calculator_pb2",
+              "mediapipe.framework.formats.rect_pb2"):
+    importlib.import_module(mod)
+  v = validated_graph_config.ValidatedGraphConfig()
+  v.initialize(binary_graph_path=str(SITE / info["binarypb"]))
+  config = calculator_pb2.CalculatorGraphConfig()
+  config.ParseFromString(v.binary_config)
+  g = calculator_pb2.CalculatorGraphConfig()
+  g.CopyFrom(config)
+  # The rect transformation that writes the ROI, and the converter feeding it.
+  transform = [n for n in g.node if n.calculator == "RectTransformationCalculator"
+               and info["roi_output"] in list(n.output_stream)]
+  if len(transform) != 1:
+    raise RuntimeError(f"{name}: expected one RectTransformation writing {info['roi_output']}")
+  raw = _stream(transform[0].input_stream, "NORM_RECT")
+  converters = [n for n in g.node if raw in [s.split(":")[-1] for s in n.output_stream]]
+  crops = [n for n in g.node if n.calculator == "ImageToTensorCalculator"
+           and _stream(n.input_stream, "NORM_RECT") is not None]
+  if len(converters) != 1 or len(crops) != 1:
+    raise RuntimeError(f"{name}: {len(converters)} rect converters, {len(crops)} ROI crops")
+  tensors = _stream(crops[0].output_stream, "TENSORS")
+  text_format.Merge(f"""
+    node {{ calculator: "TensorsToFloatsCalculator"
+            input_stream: "TENSORS:{tensors}" output_stream: "FLOATS:tap_roi_tensor" }}
+  """, g)
+  streams = {"raw_rect": raw, "roi": info["roi_output"], "associated": info["associated"],
+             "detections": info["detections"], "tensor": "tap_roi_tensor"}
+  options = {"converter": {"calculator": converters[0].calculator,
+                           "options": _options(converters[0])},
+             "transformation": _options(transform[0]),
+             "crop": _options(crops[0])}
+  assoc = [n for n in g.node if n.calculator == "AssociationNormRectCalculator"]
+  if assoc:
+    options["association"] = _options(assoc[0])
+  clip = [n for n in g.node if n.calculator == "ClipDetectionVectorSizeCalculator"]
+  if clip:
+    options["clip_detections"] = {"side_packet": list(clip[0].input_side_packet)}
+  return g, streams, options
+
+
+def _run_all_packets(config, image: np.ndarray, side: dict, observe: list[str]) -> dict:
+  """Like run_graph, but keeps every non-empty packet of each stream (loops emit several)."""
+  resource_util.set_resource_dir(str(SITE))
+  graph = calculator_graph.CalculatorGraph(graph_config=config)
+  packets: dict = {name: [] for name in observe}
+  for name in observe:
+    graph.observe_output_stream(name, lambda s, p: packets[s].append(p), True)
+  side_packets = {k: (packet_creator.create_bool(v) if isinstance(v, bool)
+                      else packet_creator.create_int(v)) for k, v in side.items()}
+  graph.start_run(side_packets)
+  graph.add_packet_to_input_stream(
+      "image", packet_creator.create_image_frame(image_format=image_frame.ImageFormat.SRGB,
+                                                  data=image).at(0))
+  graph.close()
+  return {k: [p for p in v if not p.is_empty()] for k, v in packets.items()}
+
+
+def _rect_array(rects) -> np.ndarray:
+  return np.array([[r.x_center, r.y_center, r.width, r.height, r.rotation] for r in rects],
+                  np.float32).reshape(len(rects), 5)
+
+
+def record_roi(name: str, photo: str, degrees: int) -> tuple[dict, dict]:
+  """One (landmark graph, photo, rotation) case: arrays for the npz, document for the JSON."""
+  info = ROI_GRAPHS[name]
+  base, photo_doc = load_photo(photo)
+  image = rotate_photo(base, degrees)
+  config, streams, options = _roi_graph(name)
+  got = _run_all_packets(config, image, info["side_packets"], list(streams.values()))
+
+  det_packets = got[streams["detections"]]
+  if name == "pose":  # one Detection, not a vector
+    dets = [packet_getter.get_proto(p) for p in det_packets]
+  else:
+    dets = packet_getter.get_proto_list(det_packets[0]) if det_packets else []
+  num_kp = {"hand": 7, "pose": 4, "face": 6}[name]
+  det_arrays = detections_to_arrays(dets, num_kp)
+  raw = _rect_array([packet_getter.get_proto(p) for p in got[streams["raw_rect"]]])
+  rois = _rect_array([packet_getter.get_proto(p) for p in got[streams["roi"]]])
+  assoc_packets = got[streams["associated"]]
+  if name == "pose":
+    associated = _rect_array([packet_getter.get_proto(p) for p in assoc_packets])
+  else:
+    associated = _rect_array(packet_getter.get_proto_list(assoc_packets[0])
+                             if assoc_packets else [])
+  th, tw = info["tensor"]
+  tensors = [np.asarray(packet_getter.get_float_list(p), np.float32).reshape(th, tw, 3)
+             for p in got[streams["tensor"]]]
+  if len(raw) != len(dets) or len(rois) != len(dets) or len(tensors) != len(associated):
+    raise RuntimeError(f"{name}/{photo}/{degrees}: {len(dets)} detections, {len(raw)} raw rects, "
+                       f"{len(rois)} ROIs, {len(associated)} associated, {len(tensors)} crops")
+  # Every crop value is a grey level times f32(1/255): store the levels, check the floats.
+  scale = np.float32(1.0 / 255.0)
+  levels = []
+  for t in tensors:
+    lv = np.rint(t.astype(np.float64) * 255.0)
+    if lv.min() < 0 or lv.max() > 255 or not np.array_equal(
+        (lv.astype(np.float32) * scale).astype(np.float32), t):
+      raise RuntimeError(f"{name}/{photo}/{degrees}: a crop value is not level * f32(1/255)")
+    levels.append(lv.astype(np.uint8))
+  crops = np.stack(levels) if levels else np.zeros((0, th, tw, 3), np.uint8)
+  arrays = {
+      **{f"detections_{k}": v for k, v in det_arrays.items()},
+      "raw_rects": raw, "rects": rois, "associated_rects": associated, "crop_levels": crops,
+  }
+  doc = {
+      "graph": name,
+      "binarypb": info["binarypb"],
+      "side_packets": info["side_packets"],
+      "photo": {**photo_doc, "rotate_degrees": degrees, "rotated_height": int(image.shape[0]),
+                "rotated_width": int(image.shape[1]),
+                "rotated_sha256_of_uint8_rgb_pixels": hashlib.sha256(image.tobytes()).hexdigest(),
+                "rotate": "tools/mediapipe_golden.py rotate_photo (counter-clockwise)"},
+      "streams": streams,
+      "options": options,
+      "rects_x_y_w_h_rotation": {"raw": raw.tolist(), "roi": rois.tolist(),
+                                 "associated": associated.tolist()},
+      "crop": {"tensor_shape": [th, tw, 3],
+               "stored_as": "crop_levels uint8; tensor = f32(level * f32(1/255)), checked exact"},
+      "versions": {"mediapipe": mediapipe.__version__, "numpy": np.__version__,
+                   "scikit-image": skimage.__version__, "python": platform.python_version()},
+      "npz_keys": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()},
+  }
+  return arrays, doc
+
+
+def main_roi(out: pathlib.Path, only: list[str] | None) -> int:
+  """Writes the ``--roi`` cases to ``out``."""
+  out.mkdir(parents=True, exist_ok=True)
+  for name, photo, degrees in ROI_CASES:
+    stem = f"{name}_{photo}_rot{degrees}"
+    if only and stem not in only:
+      continue
+    arrays, doc = record_roi(name, photo, degrees)
+    np.savez_compressed(out / f"{stem}.npz", **arrays)
+    (out / f"{stem}.json").write_text(_dumps(doc))
+    print(f"{stem}: detections={len(arrays['detections_scores'])} "
+          f"rois={len(arrays['rects'])} crops={len(arrays['crop_levels'])} "
+          f"npz={(out / f'{stem}.npz').stat().st_size} B", flush=True)
+  return 0
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", type=pathlib.Path, default=None,
@@ -1217,10 +1431,16 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--frames", type=pathlib.Path, default=FINETUNED_FRAMES,
                       help="with --finetuned: the frames' .npz/.json stem "
                            "(tools/finetuned_face_testdata.py writes them)")
+  parser.add_argument("--roi", action="store_true",
+                      help="record the landmark graphs' rects and crops instead "
+                           "(tests/data/mediapipe_roi unless --out is given)")
   args = parser.parse_args(argv)
   if mediapipe.__version__ != MEDIAPIPE_VERSION:
     sys.exit(f"needs mediapipe=={MEDIAPIPE_VERSION}, found {mediapipe.__version__}")
   _import_option_protos()
+  if args.roi:
+    out = args.out if "--out" in (argv or sys.argv) else ROOT / "tests" / "data" / "mediapipe_roi"
+    return main_roi(out, args.only)
 
   if args.finetuned is not None:
     out = args.out or ROOT / "tests" / "data" / "mediapipe_finetuned"
