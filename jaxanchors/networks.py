@@ -1075,9 +1075,11 @@ class Network:
     """The stored :attr:`params`, packed (:meth:`pack`), as arrays on the default device."""
     packed = {key for key, _, _ in self._layout}
     flat = [self.params[key].ravel() for key, _, _ in self._layout]
-    return PackedParams(
-        jnp.asarray(np.concatenate(flat) if flat else np.zeros((0,), np.float32)),
-        {k: jnp.asarray(v) for k, v in self.params.items() if k not in packed})
+    # Concrete arrays even when first asked for inside a trace (they are cached).
+    with jax.ensure_compile_time_eval():
+      return PackedParams(
+          jnp.asarray(np.concatenate(flat) if flat else np.zeros((0,), np.float32)),
+          {k: jnp.asarray(v) for k, v in self.params.items() if k not in packed})
 
   def intermediates(self, params: Mapping[str, ArrayLike], images: ArrayLike,
                     tensors: Sequence[int]) -> dict[int, jax.Array]:

@@ -232,6 +232,11 @@ def test_leading_batch_dims_vmap_and_one_compile():
 
 
 def test_packed_params_give_the_same_values_and_gradients():
+  # First asked for inside a trace (detect_images in a user's jit), they stay concrete.
+  fresh = models.load_network("face_short_range")
+  jax.jit(lambda: jax.tree.leaves(fresh.packed_params)[0].sum())()
+  assert all(isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+             for x in jax.tree.leaves(fresh.packed_params))
   net = network("face_short_range")
   x, boxes, scores, _ = batch_run("face_short_range")
   packed = net.packed_params
