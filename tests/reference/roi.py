@@ -2,7 +2,7 @@
 
 Plain loops over scalars, written from the description alone (float32 where
 MediaPipe computes in float, Python floats where it computes in double, the C
-library's ``math`` functions). Never imports ``jaxanchors``.
+library's ``math`` functions). Independent of the library under test (imports only NumPy and math).
 
 Detections are dicts as in :mod:`tests.reference.nms` (``xmin``, ``ymin``,
 ``width``, ``height``, ``keypoints``); rects are dicts with ``x_center``,
