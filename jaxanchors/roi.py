@@ -554,7 +554,10 @@ def _perspective_inverse(src: jax.Array, out_w: int, out_h: int):
 
 
 def _taps(m, out_w: int, out_h: int):
-  """Where ``warpPerspective`` samples each tensor pixel (as the letterbox samples, with OpenCV's block sizes), float64."""
+  """Where ``warpPerspective`` samples each tensor pixel, float64.
+
+  As the letterbox samples, with OpenCV's own block sizes.
+  """
   bh = min(16, out_h)  # OpenCV's blocks: 32*32 pixels, 16 rows high
   bw = min(1024 // bh, out_w)
   x = np.arange(out_w, dtype=np.float64)
