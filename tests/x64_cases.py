@@ -21,20 +21,20 @@ def cases() -> dict[str, list[np.ndarray]]:
   scores[1, :300, 0] = 2.0  # a frame with many candidates: a larger bucket
   anchors = ja.generate_anchors(face.anchors)
   out["decode"] = ja.decode(boxes, scores, anchors, face.decoder)
-  for alg in ("WEIGHTED", "DEFAULT"):
-    nms = ja.NmsOptions(min_suppression_threshold=0.3, overlap_type="INTERSECTION_OVER_UNION",
-                        algorithm=alg)
-    out["nms " + alg] = ja.non_max_suppression(out["decode"], nms, max_detections=12,
+  # WEIGHTED here; DEFAULT through ops.nms and the ssdlite_coco preset below.
+  nms = ja.NmsOptions(min_suppression_threshold=0.3, overlap_type="INTERSECTION_OVER_UNION")
+  out["nms WEIGHTED"] = ja.non_max_suppression(out["decode"], nms, max_detections=12,
                                                return_indices=True)
   c = rng.uniform(0, 1, (2048, 2)).astype(np.float32)
   many = ja.Detections(np.concatenate([c - 0.01, c + 0.01], -1), np.zeros((2048, 0, 2), np.float32),
                        rng.random(2048, np.float32), np.zeros(2048, np.int32), rng.random(2048) < 0.8)
-  out["nms tiled"] = ja.non_max_suppression(many, ja.NmsOptions(
-      min_suppression_threshold=0.5, overlap_type="INTERSECTION_OVER_UNION"), max_detections=200)
-  out["ops.nms"] = tuple(ops.nms(many.boxes, many.scores, 0.5, max_output=50))
+  # 2048 rows: the tiled DEFAULT engine (256-row tiles for 200 outputs).
+  out["ops.nms"] = tuple(ops.nms(many.boxes, many.scores, 0.5, max_output=200))
   padding = np.array([0.0, 0.1, 0.0, 0.1], np.float32)
   out["detect"] = pipeline.detect(boxes, scores, face, max_detections=12, transform=padding)
-  out["detect thr"] = pipeline.detect(boxes, scores, face, max_detections=12, min_score_thresh=0.3)
+  # The same program as "detect" (the threshold is a value of it).
+  out["detect thr"] = pipeline.detect(boxes, scores, face, max_detections=12, transform=padding,
+                                      min_score_thresh=0.3)
   t = ja.letterbox(np.zeros((4, 60, 80, 3), np.uint8), face.preprocessing)[1]
   out["detect projection"] = pipeline.detect(boxes, scores, face, max_detections=12, transform=t)
   out["detect empty"] = pipeline.detect(boxes[:0], scores[:0], face, max_detections=12)
