@@ -188,12 +188,12 @@ def _assert_same_detections(got, want):
   np.testing.assert_allclose(got.keypoints, want.keypoints, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("algorithm", ["WEIGHTED", "DEFAULT"])
-@pytest.mark.parametrize("decoder_changes", [
-    {}, {"min_score_thresh": 0.75}, {"flip_vertically": True},
+@pytest.mark.parametrize(("algorithm", "decoder_changes"), [
+    ("WEIGHTED", {}), ("DEFAULT", {}), ("WEIGHTED", {"min_score_thresh": 0.75}),
+    ("DEFAULT", {"flip_vertically": True}),
     # Clipping raises every logit below -0.1 to -0.1, whose sigmoid (0.475) passes 0.45:
     # candidacy must be decided on the clipped logit, not the raw one.
-    {"score_clipping_thresh": 0.1, "min_score_thresh": 0.45},
+    ("WEIGHTED", {"score_clipping_thresh": 0.1, "min_score_thresh": 0.45}),
 ])
 def test_prefiltered_detect_equals_decoding_every_anchor(algorithm, decoder_changes):
   """detect decides candidacy from the logits and decodes only those anchors."""
@@ -431,11 +431,13 @@ def test_grouped_large_batch_equals_decoding_every_anchor():
 @pytest.mark.parametrize("name", presets.names())
 def test_every_preset_runs(name):
   preset = presets.get(name)
-  boxes, scores = _random_raw(preset, (2,), seed=len(name))
-  det = pipeline.detect(boxes, scores, name, max_detections=5)
-  assert det.boxes.shape == (2, 5, 4) and det.valid.dtype == jnp.bool_
+  # The shapes of the fast-path tests above: the same compiled programs for their presets.
+  boxes, scores = _random_raw(preset, (6,), seed=len(name))
+  det = pipeline.detect(boxes, scores, name, max_detections=12)
+  assert det.boxes.shape == (6, 12, 4) and det.valid.dtype == jnp.bool_
+  assert det.valid.any()
   # Output is in descending score order among valid slots.
-  for frame in range(2):
+  for frame in range(6):
     s = np.asarray(det.scores[frame])[np.asarray(det.valid[frame])]
     assert np.all(np.diff(s) <= 0)
 
@@ -468,9 +470,9 @@ _SHARDING_SCRIPT = textwrap.dedent("""
     padding = np.tile(np.array([0.0, 0.125, 0.0, 0.125], np.float32), (16, 1))
     matrix = np.tile(np.array([[1, 0, 0, 0], [0, 4 / 3, 0, -1 / 6], [0, 0, 4 / 3, 0],
                                [0, 0, 0, 1]], np.float32), (16, 1, 1))
-    for name, transform in (("face_short_range", padding),
-                            ("face_short_range", LetterboxTransform(padding, matrix)),
-                            ("pose", None)):
+    # Both ways of mapping back: projection (faces), letterbox removal (pose).
+    for name, transform in (("face_short_range", LetterboxTransform(padding, matrix)),
+                            ("pose", padding)):
         d = presets.get(name).decoder
         boxes = rng.normal(0, 6, (16, d.num_boxes, d.num_coords)).astype(np.float32)
         scores = rng.normal(-3, 3, (16, d.num_boxes, 1)).astype(np.float32)
