@@ -24,11 +24,16 @@ class Case(NamedTuple):
     return self.meta["model"]
 
 
-def load(name: str) -> Case:
-  meta = json.loads((DATA / f"{name}.json").read_text())
-  with np.load(DATA / f"{name}.npz") as npz:
+def read(folder: Path, name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+  """A recorded case's metadata (``name.json``) and arrays (``name.npz``) in ``folder``."""
+  meta = json.loads((folder / f"{name}.json").read_text())
+  with np.load(folder / f"{name}.npz") as npz:
     arrays = {k: npz[k] for k in npz.files}
-  return Case(name, meta, arrays)
+  return meta, arrays
+
+
+def load(name: str) -> Case:
+  return Case(name, *read(DATA, name))
 
 
 def photo(case: Case) -> np.ndarray:

@@ -11,7 +11,6 @@ tool checked to be exact).
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,10 +35,7 @@ class Case(NamedTuple):
 
 
 def load(name: str) -> Case:
-  meta = json.loads((DATA / f"{name}.json").read_text())
-  with np.load(DATA / f"{name}.npz") as npz:
-    arrays = {k: npz[k] for k in npz.files}
-  return Case(name, meta, arrays)
+  return Case(name, *mediapipe_data.read(DATA, name))
 
 
 def rotate(img: np.ndarray, degrees: int) -> np.ndarray:
