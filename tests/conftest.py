@@ -21,6 +21,9 @@ hypothesis.settings.register_profile("dev", max_examples=300, deadline=None)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+_CACHE_KEY = pytest.StashKey[str]()  # the run's cache folder, when this process made it
+
+
 def pytest_configure(config: pytest.Config) -> None:
   """One XLA compilation cache for the whole run, shared by the xdist workers
   and the subprocesses tests start: most of the suite's time is compiling, and
@@ -42,9 +45,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
   folder = config.stash.get(_CACHE_KEY, None)
   if folder is not None:
     shutil.rmtree(folder, ignore_errors=True)
-
-
-_CACHE_KEY = pytest.StashKey[str]()
 
 
 @pytest.fixture

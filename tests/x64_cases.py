@@ -24,7 +24,7 @@ def cases() -> dict[str, list[np.ndarray]]:
   # WEIGHTED here; DEFAULT through ops.nms and the ssdlite_coco preset below.
   nms = ja.NmsOptions(min_suppression_threshold=0.3, overlap_type="INTERSECTION_OVER_UNION")
   out["nms WEIGHTED"] = ja.non_max_suppression(out["decode"], nms, max_detections=12,
-                                               return_indices=True)
+                                                return_indices=True)
   c = rng.uniform(0, 1, (2048, 2)).astype(np.float32)
   many = ja.Detections(np.concatenate([c - 0.01, c + 0.01], -1), np.zeros((2048, 0, 2), np.float32),
                        rng.random(2048, np.float32), np.zeros(2048, np.int32), rng.random(2048) < 0.8)
