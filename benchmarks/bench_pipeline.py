@@ -37,6 +37,11 @@ within a round, then the median is reported. Run from the project root::
 
     python benchmarks/bench_pipeline.py                 # all sets, B = 1, 8, 64, 1024
     python benchmarks/bench_pipeline.py --sets a --batches 1 64 --rounds 3
+    python benchmarks/bench_pipeline.py --sets a b --batches 1 --sync-dispatch
+
+``--sync-dispatch`` turns off JAX's asynchronous CPU dispatch for the run
+(``jax_cpu_enable_async_dispatch``), so a call runs on the calling thread
+instead of being handed to a worker thread: the setting for one frame per call.
 """
 
 from __future__ import annotations
@@ -316,11 +321,17 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--budget", type=float, default=0.3,
                       help="seconds per method and round (at least one block of calls)")
+  parser.add_argument("--sync-dispatch", action="store_true",
+                      help="run every jitted call on the calling thread "
+                           "(jax_cpu_enable_async_dispatch=False; see RESULTS.md)")
   args = parser.parse_args()
+  if args.sync_dispatch:
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
   print(f"jax {jax.__version__}, numpy {np.__version__}, "
         f"torch {torch.__version__ if torch else 'not installed'}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-        f"load {os.getloadavg()[0]:.2f}")
+        f"load {os.getloadavg()[0]:.2f}, "
+        f"{'synchronous' if args.sync_dispatch else 'asynchronous'} CPU dispatch")
   for name in ("face_short_range", "face_full_range"):
     print(f"compile of detect ({name}, B=64, caches cleared, trace + compile): "
           f"{compile_time(name, 64):.2f} s")

@@ -28,6 +28,9 @@ from jax import lax
 # Prefix counts over at most this many 32-slot words (N <= 8192) are one
 # matmul with a triangular constant, longer ones a cumsum.
 DOT_CUMSUM_MAX = 256
+# Prefix counts of batches of at most this many (frames x words x words) are a
+# masked sum (one kernel), larger ones a matmul (three: operand, dot, result).
+SUM_CUMSUM_MAX = 2**13
 # Compaction finds each output's word by comparing with all word counts up to
 # this many words (N <= 2048), by binary search beyond.
 COUNT_WORDS_MAX = 64
@@ -46,6 +49,11 @@ def bit_words(member: jax.Array) -> tuple[jax.Array, jax.Array]:
   words = jnp.sum(m.astype(jnp.uint32) << lax.iota(jnp.uint32, 32), axis=-1, dtype=jnp.uint32)
   pc = lax.population_count(words).astype(jnp.int32)
   nw = words.shape[1]
+  if b * nw * nw <= SUM_CUMSUM_MAX:
+    # Few frames of few words: a masked sum, one kernel with the popcounts.
+    upper = lax.broadcasted_iota(jnp.int32, (nw, nw), 0) <= lax.broadcasted_iota(
+        jnp.int32, (nw, nw), 1)
+    return words, jnp.sum(jnp.where(upper, pc[:, :, None], 0), axis=1, dtype=jnp.int32)
   if nw > DOT_CUMSUM_MAX:
     return words, jnp.cumsum(pc, axis=1, dtype=jnp.int32)
   # A short prefix sum as one small matmul (``jnp.cumsum`` is several XLA:CPU

@@ -177,7 +177,59 @@ def _plan(n: int, weighted: bool) -> tuple[tuple[int, str], ...]:
   return tuple((p, engine(p)) for p in compaction.bucket_sizes(n, _BUCKETS))
 
 
-def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted, slots):
+class _Rows:
+  """The per-candidate quantities of one bucket, packed into two arrays.
+
+  ``rects [8, B, P]``: MediaPipe's rectangle (xmin, ymin, rebuilt xmax and
+  ymax, area, non-empty), the live score (``-inf`` for non-candidates) and
+  WEIGHTED's "its own member" flag, one contiguous row per quantity, as the
+  NMS loop reads them whole at every step. ``values [B, P, 4 + 2K + 1]``: the
+  box, keypoints and score of each candidate, for the outputs and the
+  weighted sums. Both in the widest of the inputs' dtypes, each quantity read
+  back in its own, exactly.
+
+  On XLA:CPU a small array costs a kernel launch wherever it is materialised,
+  and the loop, the outputs and the weighted sums read a dozen such
+  quantities. Computed as two arrays behind an optimisation barrier (which
+  keeps XLA from splitting them back into their parts), they cost two kernels,
+  and every read is a slice fused into the kernel that uses it.
+  """
+
+  def __init__(self, boxes, keypoints, scores, member, thr, *, kind, weighted, dtype):
+    self.box_dtype, self.kp_dtype, self.score_dtype = boxes.dtype, keypoints.dtype, scores.dtype
+    self.k = keypoints.shape[-2]
+    r = g.rects(boxes)
+    # Own member: whether each candidate would absorb itself (the §3.5 early stop).
+    own = (g.overlap_rects(r, r, kind) > thr) if weighted else jnp.zeros(scores.shape, bool)
+    # At most 8 operands each: XLA:CPU fuses a concatenation of no more.
+    rects = jnp.stack([a.astype(dtype) for a in (*r, jnp.where(member, scores, -jnp.inf), own)])
+    values = jnp.concatenate([boxes.astype(dtype),
+                              keypoints.reshape(scores.shape + (-1,)).astype(dtype),
+                              scores[..., None].astype(dtype)], axis=-1)
+    self.rects, self.values = lax.optimization_barrier((rects, values))
+
+  def rects_of(self, rects) -> g.Rects:
+    """The rectangles of ``rects`` (or of columns taken from it)."""
+    return g.Rects(*(rects[i].astype(self.box_dtype) for i in range(5)), rects[5] > 0)
+
+  def live(self, rects) -> jax.Array:
+    return rects[6].astype(self.score_dtype)
+
+  def own_member(self, rects) -> jax.Array:
+    return rects[7] > 0
+
+  def boxes(self, values) -> jax.Array:
+    return values[..., :4].astype(self.box_dtype)
+
+  def keypoints(self, values) -> jax.Array:
+    kp = values[..., 4:4 + 2 * self.k].astype(self.kp_dtype)
+    return kp.reshape(kp.shape[:-1] + (self.k, 2))
+
+  def scores(self, values) -> jax.Array:
+    return values[..., -1].astype(self.score_dtype)
+
+
+def _loop_engine(rows: _Rows, thr, min_score, limit, *, kind, weighted, slots):
   """A batch of frames; one ``lax.while_loop`` step per emitted detection (§3.4, §3.5).
 
   Each step takes, in every frame still emitting, the best remaining candidate
@@ -192,25 +244,15 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
 
   The frames are stepped together by hand rather than by ``vmap``: the body is
   then a handful of fused XLA kernels, and XLA:CPU runs a loop body of few
-  kernels inline, without handing work between threads at every step.
+  kernels inline, without handing work between threads at every step. Every
+  per-candidate quantity is read from ``rows.rects`` (see :class:`_Rows`).
 
   Returns ``(slot [B, slots], step [B, P])``: the emitting slot of every output
   (``-1`` unused) and, WEIGHTED only, the step that absorbed each candidate
   (``-1`` none; ``None`` for DEFAULT).
   """
-  b, p = scores.shape
-  # The candidates' rectangles, computed once into one array (each array
-  # computed outside the loop is one more kernel per call; iotas and keys are
-  # recomputed inside the body, where they fuse into its kernels for free).
-  rects = jnp.stack([a.astype(boxes.dtype) for a in g.rects(boxes)])  # [6, B, P]
-  r = g.Rects(*(rects[i] for i in range(5)), rects[5] > 0)
-  if weighted:
-    # Whether each candidate would be its own member (the §3.5 early stop),
-    # fetched with the top's box instead of computed in the loop.
-    selfm = (g.overlap_rects(r, r, kind) > thr).astype(boxes.dtype)
-    table = jnp.concatenate([boxes, selfm[..., None]], axis=-1)
-  else:
-    table = boxes
+  pack = rows.rects
+  b, p = pack.shape[1:]
   active = min_score > 0
 
   def best(live):
@@ -236,7 +278,7 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
   # and on small arrays the hand-overs cost more than the work.
   def live_of(cand):
     if weighted:
-      return jnp.where(member & (cand < 0), scores, -jnp.inf)
+      return jnp.where(cand < 0, rows.live(pack), -jnp.inf)
     return cand
 
   def cond(c):
@@ -250,15 +292,14 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
     m, t = best(live)
     go = emitting(m)[:, None]
     t = t[:, None]
-    row = jnp.take_along_axis(table, t[:, :, None], axis=1, mode="promise_in_bounds")[:, 0]
-    top = g.rects(row[:, None, :4])
-    r = g.Rects(*(rects[i] for i in range(5)), rects[5] > 0)
+    row = jnp.take_along_axis(pack, t[None], axis=2, mode="promise_in_bounds")  # [8, B, 1]
+    top, r = rows.rects_of(row), rows.rects_of(pack)
     is_top = go & (lax.broadcasted_iota(jnp.int32, (b, p), 1) == t)
     if weighted:
       hit = go & (g.overlap_rects(r, top, kind) > thr)  # overlap(other, top)
       # The top is its own member exactly when anything is (threshold < 1 and
       # positive area, or threshold < 0); if not, §3.5 stops the frame here.
-      remove = hit | is_top | (go & ~(row[:, 4:5] > 0))
+      remove = hit | is_top | (go & ~rows.own_member(row))
       cand = jnp.where(remove & (live > -jnp.inf), n, cand)
     else:
       remove = is_top | (go & (g.overlap_rects(top, r, kind) > thr))  # overlap(kept, other)
@@ -270,7 +311,7 @@ def _loop_engine(boxes, scores, member, thr, min_score, limit, *, kind, weighted
   if weighted:
     cand = jnp.full((b, p), -1, jnp.int32)
   else:
-    cand = jnp.where(member, scores, -jnp.inf)
+    cand = rows.live(pack)
   small = jnp.concatenate([jnp.full((b, slots), -1, jnp.int32), jnp.zeros((b, 1), jnp.int32)], 1)
   step, small = lax.while_loop(cond, body, (cand, small))
   return small[:, :slots], (step if weighted else None)
@@ -401,7 +442,6 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
   b, n = scores.shape
   src = None
   member = None
-  in_kps = keypoints
   if size < n:
     src = compaction.compact(words, counts, n, size)
     member = src < n  # compaction keeps candidates only
@@ -415,29 +455,34 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
     tile = min(_TILE_SMALL if slots <= _TILE_SMALL else _TILE, size)
     pos = jax.vmap(functools.partial(_tiled_engine, kind=kind, slots=slots, tile=tile),
                    in_axes=(0, 0, 0, None, None))(boxes, scores, member, thr, limit)
-  else:
-    pos, step = _loop_engine(boxes, scores, member, thr, min_score, limit, kind=kind,
-                             weighted=weighted, slots=slots)
+    ok = pos >= 0
+    at = jnp.maximum(pos, 0)
+    out_i = jnp.where(ok, at if src is None else compaction.take(src, at), -1)
+    return _finish(compaction.take(boxes, at), compaction.take(keypoints, at),
+                   compaction.take(scores, at), classes, out_i)
+  rows = _Rows(boxes, keypoints, scores, member, thr, kind=kind, weighted=weighted,
+               dtype=blend_dtype)
+  pos, step = _loop_engine(rows, thr, min_score, limit, kind=kind, weighted=weighted,
+                           slots=slots)
   ok = pos >= 0
   at = jnp.maximum(pos, 0)
-  out_boxes, out_scores = compaction.take(boxes, at), compaction.take(scores, at)
+  out = compaction.take(rows.values, at)  # [B, slots, F]: every output's values, one gather
+  out_boxes, out_kps, out_scores = rows.boxes(out), rows.keypoints(out), rows.scores(out)
   out_i = jnp.where(ok, at if src is None else compaction.take(src, at), -1)
   if not weighted:
-    return _finish(out_boxes, compaction.take(keypoints, at), out_scores, classes, out_i)
+    return _finish(out_boxes, out_kps, out_scores, classes, out_i)
   # Weighted sums of every output at once, as one segment sum (scatter-add):
   # sums[l] = sum over p with step_p == l of score_p * values_p. Whatever a
   # candidate holds (a NaN keypoint, say) reaches only the output absorbing it;
   # candidates absorbed by none go to the dropped row ``b * slots``.
-  vals = scores.astype(blend_dtype)[..., None] * _blend_values(boxes, keypoints, blend_dtype)
+  vals = (rows.scores(rows.values).astype(blend_dtype)[..., None]
+          * _blend_values(rows.boxes(rows.values), rows.keypoints(rows.values), blend_dtype))
   row = lax.broadcasted_iota(jnp.int32, step.shape, 0)
   seg = jnp.where(step >= 0, row * slots + step, b * slots).reshape(-1)
   d = vals.shape[-1]
   sums = jnp.zeros((b * slots, d), blend_dtype).at[seg].add(vals.reshape(-1, d), mode="drop")
   sums = sums.reshape(b, slots, d)
   means = sums[..., 1:] / sums[..., :1]
-  # From the input (not the compacted keypoints): the compacted ones then feed
-  # the segment sum only, and XLA fuses their gather into it.
-  out_kps = compaction.take(in_kps, jnp.maximum(out_i, 0))
   # Blended exactly when the top is its own member (else §3.5 emits it as is).
   r = g.rects(out_boxes)
   blended = ok & (g.overlap_rects(r, r, kind) > thr)

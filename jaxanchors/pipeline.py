@@ -156,7 +156,7 @@ def _prefilter_member(logits: jax.Array, thr: jax.Array, options: DecoderOptions
     logits = logits[..., 0]
   thr = thr.astype(jnp.promote_types(thr.dtype, jnp.float32))
   t = jnp.clip(thr, _THRESH_LOW, 1 - _THRESH_LOW)
-  bound = jnp.log(t) - jnp.log1p(-t) - _LOGIT_MARGIN
+  bound = jnp.log(t / (1 - t)) - _LOGIT_MARGIN  # logit(t), within a few ulps
   bound = jnp.where(thr < _THRESH_LOW, -jnp.inf, bound).astype(logits.dtype)
   return (logits >= bound) | (thr <= -_FLT_MAX)
 
@@ -169,7 +169,7 @@ def _group_plan(b: int) -> int:
 
 
 def _detect_prefiltered(raw_boxes, raw_scores, anchors, thr, options: PipelineOptions,
-                        max_detections: int) -> Detections:
+                        max_detections: int, finish) -> Detections:
   """Decode and NMS with candidates found from the logits first.
 
   An anchor whose (clipped) logits are below the bound of
@@ -184,6 +184,10 @@ def _detect_prefiltered(raw_boxes, raw_scores, anchors, thr, options: PipelineOp
   bucket and runs only as many NMS steps as its own frames need, so a few dense
   frames do not set the cost of the whole batch, and each group's working set
   stays in cache.
+
+  ``finish(detections, frames)`` maps each branch's output back to the image
+  (``frames``: the batch indices of its rows, ``None`` for all in order), so
+  the mapping fuses into the kernels that write the outputs.
   """
   batch, n = raw_scores.shape[:-2], raw_scores.shape[-2]
   b = math.prod(batch)
@@ -206,7 +210,7 @@ def _detect_prefiltered(raw_boxes, raw_scores, anchors, thr, options: PipelineOp
       else:
         rows, scores = raw_boxes[frames[:, None], at], raw_scores[frames[:, None], at]
       d = decode_rows(rows, scores, anchors[at], dec, candidate=src < n, min_score_thresh=thr)
-      return suppress_compacted(d, options.nms, slots=max_detections)[0]
+      return finish(suppress_compacted(d, options.nms, slots=max_detections)[0], frames)
     return run
 
   branches = [bucket(size) for size in sizes]
@@ -241,18 +245,38 @@ def _detect(raw_boxes, raw_scores, padding, matrix, thr, *, options: PipelineOpt
   # The bound's margin covers float32 (and float64) sigmoid rounding only: a
   # bfloat16 sigmoid rounds by up to 2**-8 near 1.
   wide = raw_scores.dtype in (jnp.float32, jnp.float64)
+  batch = raw_scores.shape[:-2]
   if _prefilter_applies(options.decoder) and top_k is None and wide:
-    detections = _detect_prefiltered(raw_boxes, raw_scores, anchors, thr, options,
-                                     max_detections)
-  else:
-    detections = decode_rows(raw_boxes, raw_scores, anchors, options.decoder,
-                             min_score_thresh=thr)
-    detections = non_max_suppression(detections, options.nms, max_detections=max_detections,
-                                     top_k=top_k)
+    # The mapping runs inside the branches, on each branch's frames: a
+    # transform that is not shared is flattened to one row per frame.
+    b = math.prod(batch)
+
+    def per_frame(value, tail):
+      if value is None or value.ndim == len(tail):
+        return value
+      return jnp.broadcast_to(value, batch + tail).reshape((b,) + tail)
+    padding, matrix = per_frame(padding, (4,)), per_frame(matrix, (4, 4))
+
+    def finish(d, frames):
+      def at(value, tail):
+        return value if value is None or value.ndim == len(tail) or frames is None \
+            else value[frames]
+      return _map_back(d, mapping, at(padding, (4,)), at(matrix, (4, 4)))
+    return _detect_prefiltered(raw_boxes, raw_scores, anchors, thr, options, max_detections,
+                               finish)
+  detections = decode_rows(raw_boxes, raw_scores, anchors, options.decoder,
+                           min_score_thresh=thr)
+  detections = non_max_suppression(detections, options.nms, max_detections=max_detections,
+                                   top_k=top_k)
+  return _map_back(detections, mapping, padding, matrix)
+
+
+def _map_back(detections: Detections, mapping: DetectionMapping | None, padding,
+              matrix) -> Detections:
   if mapping is DetectionMapping.PROJECTION:
-    detections = project_detections(detections, matrix)
-  elif mapping is DetectionMapping.LETTERBOX_REMOVAL:
-    detections = remove_letterbox(detections, padding)
+    return project_detections(detections, matrix)
+  if mapping is DetectionMapping.LETTERBOX_REMOVAL:
+    return remove_letterbox(detections, padding)
   return detections
 
 
