@@ -69,9 +69,8 @@ def test_photo_to_detections_with_our_letterbox(name):
   image = mediapipe_data.photo(case)
   preset = presets.get(PRESET_OF_MODEL[case.model])
   _, transform = letterbox(image, preset.preprocessing)
-  final = jax.tree.map(np.asarray, pipeline.detect(
-      case.arrays["raw_boxes"][0], case.arrays["raw_scores"][0], preset, max_detections=8,
-      transform=transform))
+  final = _frame(pipeline.detect(case.arrays["raw_boxes"], case.arrays["raw_scores"], preset,
+                                 max_detections=8, transform=transform))
   assert_matches_mediapipe(final, case.arrays, "final")
 
 
@@ -115,7 +114,7 @@ def test_face_presets_find_the_face(litert, model, photo):
   preset = presets.get(model)
   tensor, transform = letterbox(image, preset.preprocessing)
   raw = litert.TFLiteModel.from_name(model)(np.asarray(tensor)[None])
-  det = _frame(pipeline.detect(*raw, preset, max_detections=4, transform=transform))
+  det = _frame(pipeline.detect(*raw, preset, max_detections=8, transform=transform))
   assert det.valid.sum() == 1
   x0, y0, x1, y1 = FACES[photo]
   cx, cy = (det.boxes[0, 0] + det.boxes[0, 2]) / 2, (det.boxes[0, 1] + det.boxes[0, 3]) / 2
@@ -131,7 +130,7 @@ def test_pose_and_palm_presets_find_the_person_and_hands(litert):
   preset = presets.get("pose")
   tensor, transform = letterbox(image, preset.preprocessing)
   det = _frame(pipeline.detect(*litert.TFLiteModel.from_name("pose")(np.asarray(tensor)[None]),
-                               preset, max_detections=4, transform=transform))
+                               preset, max_detections=8, transform=transform))
   assert det.valid.sum() == 1 and det.scores[0] > 0.5
   hip = det.keypoints[0, 0]
   assert 0.2 < hip[0] < 0.8 and hip[1] > 0.5
@@ -142,7 +141,7 @@ def test_pose_and_palm_presets_find_the_person_and_hands(litert):
   preset = presets.get("palm")
   tensor, transform = letterbox(image, preset.preprocessing)
   det = _frame(pipeline.detect(*litert.TFLiteModel.from_name("palm_full")(np.asarray(tensor)[None]),
-                               preset, max_detections=4, transform=transform))
+                               preset, max_detections=8, transform=transform))
   assert det.valid.sum() == 2 and (det.scores[:2] > 0.5).all()
 
 
