@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _util import run_python
 
 import jaxanchors as ja
 from jaxanchors import cli, presets
@@ -337,7 +338,9 @@ def test_min_score_reaches_the_detector(pictures, tmp_path):
 
 def test_readme_code_runs(tmp_path, monkeypatch):
   blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-  assert len(blocks) == 4  # the fourth (two-stage pipelines) runs in test_hand_rois_example.py
+  # The fourth (two-stage pipelines) runs in test_hand_rois_example.py, the fifth (a global
+  # JAX setting) in test_readme_dispatch_setting_runs.
+  assert len(blocks) == 5
   monkeypatch.chdir(tmp_path)
   quick_start = {}
   exec(blocks[2], quick_start)  # noqa: S102 - our own README
@@ -359,6 +362,16 @@ def test_readme_code_runs(tmp_path, monkeypatch):
   np.testing.assert_array_equal(found.valid.sum(axis=-1), [1, 1])
   np.testing.assert_allclose(np.asarray(found.boxes[0, 0]) * 512, faces.boxes[0], rtol=0,
                              atol=1e-3)
+
+
+def test_readme_dispatch_setting_runs():
+  """The Speed section's setting, in a fresh process (it is global)."""
+  block = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[4]
+  assert "jax_cpu_enable_async_dispatch" in block
+  out = run_python(block + (
+      "assert jax.config.values['jax_cpu_enable_async_dispatch'] is False\n"
+      "print(int(jax.jit(lambda x: x.sum())(jax.numpy.ones(3))))\n"))
+  assert out.split() == ["3"]
 
 
 def test_readme_json_blocks():
