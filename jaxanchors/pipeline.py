@@ -108,11 +108,14 @@ def _resolve(config: Any) -> PipelineOptions:
                   f"{type(config).__name__}")
 
 
-# Candidate-count buckets of the pre-filtered path, about 3x apart (NMS has its
-# own, finer ones). Each bucket compiles decode and NMS once more; the NMS loop
-# costs about slots x steps, so a dense frame (hundreds of candidates) should
-# not land in a bucket several times too large.
-_BUCKETS = (32, 96, 320, 1024, 4096)
+# Candidate-count buckets of the pre-filtered path (NMS has its own, finer
+# ones). Each bucket compiles decode and NMS once more (about 0.4 s); the NMS
+# loop costs about slots x steps, but below a few hundred slots a step costs
+# its kernel launches, not its width: a 96-slot bucket between 32 and 320 made
+# no measurable difference to dense batches and cost a fifth of the compile
+# time (benchmarks/RESULTS.md). 32 slots: one frame's usual handful, whose NMS
+# loop body runs on one XLA:CPU thread.
+_BUCKETS = (32, 320, 1024, 4096)
 # How far below logit(min_score_thresh) the pre-filter starts: far more than
 # the float32 sigmoid's rounding moves it (a few ulps, well under 1e-3 in logit
 # space for thresholds in [_THRESH_LOW, 1 - _THRESH_LOW]).
