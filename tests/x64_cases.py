@@ -35,13 +35,13 @@ def cases() -> dict[str, list[np.ndarray]]:
   # The same program as "detect" (the threshold is a value of it).
   out["detect thr"] = pipeline.detect(boxes, scores, face, max_detections=12, transform=padding,
                                       min_score_thresh=0.3)
-  t = ja.letterbox(np.zeros((4, 60, 80, 3), np.uint8), face.preprocessing)[1]
-  out["detect projection"] = pipeline.detect(boxes, scores, face, max_detections=12, transform=t)
   out["detect empty"] = pipeline.detect(boxes[:0], scores[:0], face, max_detections=12)
-  ssd = presets.get("ssdlite_coco").decoder
+  # Multi-class sigmoid scores, DEFAULT NMS and the projection through a letterbox's matrix.
   sb = rng.normal(0, 1, (2, 2034, 4)).astype(np.float32)
   ss = rng.normal(-4, 2, (2, 2034, 91)).astype(np.float32)
-  out["detect ssdlite_coco"] = pipeline.detect(sb, ss, "ssdlite_coco", max_detections=8)
+  t = ja.letterbox(np.zeros((2, 60, 80, 3), np.uint8), face.preprocessing)[1]  # padded
+  out["detect ssdlite_coco"] = pipeline.detect(sb, ss, "ssdlite_coco", max_detections=8,
+                                               transform=t)
   return {k: [np.asarray(a) for a in jax.tree.leaves(v)] for k, v in out.items()}
 
 
