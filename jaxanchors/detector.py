@@ -29,6 +29,12 @@ or :meth:`~Detector.detect_files` on files, folders, glob patterns and videos.
 
   Coordinates are pixels of the picture as read (``x`` right, ``y`` down;
   nothing clipped), detections in descending score order.
+
+One picture per call (a live stream) on a CPU: JAX hands each call to a
+worker thread by default; ``jax.config.update("jax_cpu_enable_async_dispatch",
+False)`` runs calls on the calling thread instead, which saves that hand-over
+(tens of microseconds per call on small machines; see the README's Speed
+section). It is a global JAX setting, so the detector leaves it to you.
 """
 
 from __future__ import annotations
