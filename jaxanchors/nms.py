@@ -451,24 +451,24 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
   else:
     member = _candidates(valid, scores, min_score, weighted)
   member = member & _finite_geometry(boxes, keypoints)
+  rows = None
   if engine == "tiled":
     tile = min(_TILE_SMALL if slots <= _TILE_SMALL else _TILE, size)
     pos = jax.vmap(functools.partial(_tiled_engine, kind=kind, slots=slots, tile=tile),
                    in_axes=(0, 0, 0, None, None))(boxes, scores, member, thr, limit)
-    ok = pos >= 0
-    at = jnp.maximum(pos, 0)
-    out_i = jnp.where(ok, at if src is None else compaction.take(src, at), -1)
-    return _finish(compaction.take(boxes, at), compaction.take(keypoints, at),
-                   compaction.take(scores, at), classes, out_i)
-  rows = _Rows(boxes, keypoints, scores, member, thr, kind=kind, weighted=weighted,
-               dtype=blend_dtype)
-  pos, step = _loop_engine(rows, thr, min_score, limit, kind=kind, weighted=weighted,
-                           slots=slots)
+  else:
+    rows = _Rows(boxes, keypoints, scores, member, thr, kind=kind, weighted=weighted,
+                 dtype=blend_dtype)
+    pos, step = _loop_engine(rows, thr, min_score, limit, kind=kind, weighted=weighted,
+                             slots=slots)
   ok = pos >= 0
   at = jnp.maximum(pos, 0)
+  out_i = jnp.where(ok, at if src is None else compaction.take(src, at), -1)
+  if rows is None:
+    return _finish(compaction.take(boxes, at), compaction.take(keypoints, at),
+                   compaction.take(scores, at), classes, out_i)
   out = compaction.take(rows.values, at)  # [B, slots, F]: every output's values, one gather
   out_boxes, out_kps, out_scores = rows.boxes(out), rows.keypoints(out), rows.scores(out)
-  out_i = jnp.where(ok, at if src is None else compaction.take(src, at), -1)
   if not weighted:
     return _finish(out_boxes, out_kps, out_scores, classes, out_i)
   # Weighted sums of every output at once, as one segment sum (scatter-add):
