@@ -98,6 +98,13 @@ def compact(words: jax.Array, counts: jax.Array, n: int, size: int) -> jax.Array
   return jnp.where(w < nw, 32 * w + bit, n)
 
 
+def filled(counts: jax.Array, size: int) -> jax.Array:
+  """Bool ``[B, size]``: the slots of :func:`compact`'s output that hold a member
+  (``compact(...) < n``), from the row counts alone; cheaper than comparing its
+  indices, which XLA recomputes in every kernel that reads them."""
+  return lax.broadcasted_iota(jnp.int32, (counts.shape[0], size), 1) < counts[:, -1:]
+
+
 def take(a: jax.Array, idx: jax.Array) -> jax.Array:
   """Rows of ``a [..., N, *T]`` at in-range ``idx [..., M]``: ``[..., M, *T]``.
 

@@ -444,7 +444,7 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
   member = None
   if size < n:
     src = compaction.compact(words, counts, n, size)
-    member = src < n  # compaction keeps candidates only
+    member = compaction.filled(counts, size)  # compaction keeps candidates only
     at = jnp.minimum(src, n - 1)
     boxes, scores = compaction.take(boxes, at), compaction.take(scores, at)
     keypoints = compaction.take(keypoints, at)

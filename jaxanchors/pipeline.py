@@ -212,7 +212,8 @@ def _detect_prefiltered(raw_boxes, raw_scores, anchors, thr, options: PipelineOp
         rows, scores = compaction.take(raw_boxes, at), compaction.take(raw_scores, at)
       else:
         rows, scores = raw_boxes[frames[:, None], at], raw_scores[frames[:, None], at]
-      d = decode_rows(rows, scores, anchors[at], dec, candidate=src < n, min_score_thresh=thr)
+      d = decode_rows(rows, scores, anchors[at], dec, candidate=compaction.filled(counts, size),
+                       min_score_thresh=thr)
       return finish(suppress_compacted(d, options.nms, slots=max_detections)[0], frames)
     return run
 
