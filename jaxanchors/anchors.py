@@ -49,6 +49,7 @@ _MAX_LEVEL = 30  # 2**level must stay a valid int32 stride.
 _FIXED_EXCLUSIVE = ("input_size_height", "input_size_width", "min_scale", "max_scale", "num_layers")
 
 
+@v.hash_once
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AnchorOptions(v.OptionsMixin):
   """Options of MediaPipe's ``SsdAnchorsCalculator`` (docs/semantics.md §1.2).

@@ -59,6 +59,7 @@ class BoxFormat(enum.Enum):
   XYXY = 3
 
 
+@v.hash_once
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DecoderOptions(v.OptionsMixin):
   """Options of MediaPipe's ``TensorsToDetectionsCalculator`` (docs/semantics.md §2.2).

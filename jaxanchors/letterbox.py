@@ -71,6 +71,7 @@ class BorderMode(enum.Enum):
   REPLICATE = 2
 
 
+@v.hash_once
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ImageToTensorOptions(v.OptionsMixin):
   """Options of MediaPipe's ``ImageToTensorCalculator`` used by the SSD graphs (§4.1).

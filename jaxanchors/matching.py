@@ -72,6 +72,7 @@ IGNORE = -2
 """Match value of an ignored anchor (neither positive nor negative)."""
 
 
+@v.hash_once
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MatcherOptions(v.OptionsMixin):
   """Options of the TF Object Detection API's ``ArgMaxMatcher``, same names and defaults.

@@ -77,6 +77,7 @@ class NmsAlgorithm(enum.Enum):
   WEIGHTED = 1
 
 
+@v.hash_once
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class NmsOptions(v.OptionsMixin):
   """Options of MediaPipe's ``NonMaxSuppressionCalculator`` (docs/semantics.md §3.1).

@@ -52,6 +52,7 @@ from jaxanchors.nms import NmsOptions, non_max_suppression, suppress_compacted
 __all__ = ["PipelineOptions", "detect", "detect_images"]
 
 
+@v.hash_once
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PipelineOptions(v.OptionsMixin):
   """The post-processing of one SSD graph: anchors, decoder and NMS options.

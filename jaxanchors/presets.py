@@ -42,6 +42,7 @@ from jaxanchors.roi import RectOptions, RoiOptions
 __all__ = ["Preset", "from_graph", "get", "names", "PRESETS"]
 
 
+@v.hash_once
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Preset:
   """Everything one MediaPipe graph configures for its SSD model.

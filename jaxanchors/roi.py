@@ -83,6 +83,7 @@ class RectConversion(enum.Enum):
   ALIGNMENT_POINTS = 3
 
 
+@v.hash_once
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RectOptions(v.OptionsMixin):
   """``DetectionsToRectsCalculatorOptions`` + ``RectTransformationCalculatorOptions`` (§7.1-7.2).
@@ -160,6 +161,7 @@ class RectOptions(v.OptionsMixin):
     return _F32(math.pi * float(_F32(self.rotation_vector_target_angle_degrees)) / 180.0)
 
 
+@v.hash_once
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RoiOptions(v.OptionsMixin):
   """What a two-stage graph does between its detector and its landmark model (§7.6).

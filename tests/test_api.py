@@ -8,6 +8,7 @@ import enum
 import importlib
 import inspect
 import json
+import pickle
 import pkgutil
 
 import pytest
@@ -150,6 +151,22 @@ def test_every_options_class_round_trips_through_dict_and_json(cls):
     cls.from_dict({"no_such_field": 1})
   with pytest.raises(ValueError, match="JSON"):
     cls.from_json("[1, 2]")
+
+
+def test_static_options_hash_once_and_pickles_carry_no_hash():
+  """The options a jitted call hashes keep their hash; copies and pickles recompute it."""
+  p = presets.get("face_full_range")
+  o = ja.PipelineOptions(anchors=p.anchors, decoder=p.decoder, nms=p.nms, mapping=p.mapping)
+  for x in (p, o, o.anchors, o.decoder, o.nms, p.preprocessing, ja.MatcherOptions()):
+    fields = tuple(getattr(x, f.name) for f in dataclasses.fields(x))
+    assert hash(x) == hash(fields) == hash(x)   # the fields' hash, stored after the first call
+    assert "_hash" in vars(x)
+    back = pickle.loads(pickle.dumps(x))
+    assert "_hash" not in vars(back)             # another process hashes strings differently
+    assert back == x and hash(back) == hash(x)
+    changed = dataclasses.replace(x)
+    assert "_hash" not in vars(changed) and changed == x
+  assert hash(dataclasses.replace(o.nms, min_suppression_threshold=0.4)) != hash(o.nms)
 
 
 def test_mapping_is_an_enum_checked_at_construction():
