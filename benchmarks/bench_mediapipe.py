@@ -15,7 +15,10 @@ Photos: the 512 x 512 astronaut from ``skimage.data`` (one face), a batch of
   photo after the other;
 * ``ours, LiteRT``: ``letterbox`` (JAX), the same ``.tflite`` in LiteRT
   (``ai-edge-litert``, one ``invoke`` per photo: the model has batch 1), then
-  ``detect`` on the batch;
+  ``detect`` on the batch; with LiteRT's default thread count, with one
+  thread per CPU (``ours, LiteRT N threads``), and for the batch also with
+  ``TFLiteModel.run_batch`` (one one-thread interpreter per CPU, frames side
+  by side, as ``jaxanchors.Detector`` runs LiteRT);
 * ``ours, JAX``: ``detect_images``: letterbox, the network translated to JAX and
   ``detect`` in one jitted call, the batch at once.
 
@@ -87,26 +90,48 @@ def our_side(seconds: float) -> dict:
   from jaxanchors import models, presets
   preset = presets.get("face_short_range")
   image, batch = photos(BATCH)
-  model = models.TFLiteModel.from_name(preset.model)
+  threads = os.cpu_count() or 1
+  default_model = models.TFLiteModel.from_name(preset.model)
+  threaded_model = models.TFLiteModel.from_name(preset.model, num_threads=threads)
   one, many = jax.device_put(image), jax.device_put(batch)
   letterbox = jax.jit(lambda x: ja.letterbox(x, preset.preprocessing))
 
-  def litert(images):
+  def litert(images, model=default_model, side_by_side=False):
     tensors, transform = letterbox(images)
     tensors = np.asarray(tensors).reshape((-1,) + tensors.shape[-3:])
-    raw = [model(t[None]) for t in tensors]
-    raw_boxes = np.concatenate([r.raw_boxes for r in raw]).reshape(images.shape[:-3] + raw[0].raw_boxes.shape[1:])
-    raw_scores = np.concatenate([r.raw_scores for r in raw]).reshape(images.shape[:-3] + raw[0].raw_scores.shape[1:])
+    if side_by_side:  # one-thread interpreters, one per CPU, frames side by side
+      raw_boxes, raw_scores = model.run_batch(tensors)
+    else:
+      raw = [model(t[None]) for t in tensors]
+      raw_boxes = np.concatenate([r.raw_boxes for r in raw])
+      raw_scores = np.concatenate([r.raw_scores for r in raw])
+    raw_boxes = raw_boxes.reshape(images.shape[:-3] + raw_boxes.shape[1:])
+    raw_scores = raw_scores.reshape(images.shape[:-3] + raw_scores.shape[1:])
     return jax.block_until_ready(ja.detect(raw_boxes, raw_scores, preset, max_detections=10,
                                            transform=transform))
 
   def jax_path(images):
     return jax.block_until_ready(ja.detect_images(images, preset, max_detections=10))
 
+  def litert_threaded(images):
+    return litert(images, threaded_model)
+
+  def litert_side_by_side(images):
+    return litert(images, default_model, side_by_side=True)
+
   assert int(litert(one).valid.sum()) == 1 and int(jax_path(one).valid.sum()) == 1
+  assert int(litert_threaded(one).valid.sum()) == 1
+  assert np.array_equal(np.asarray(litert_side_by_side(many).boxes),
+                        np.asarray(litert(many).boxes))
   return {"ours, LiteRT 1 photo": per_photo(lambda: litert(one), 1, seconds),
+          f"ours, LiteRT {threads} threads 1 photo":
+              per_photo(lambda: litert_threaded(one), 1, seconds),
           "ours, JAX 1 photo": per_photo(lambda: jax_path(one), 1, seconds),
           f"ours, LiteRT {BATCH} photos": per_photo(lambda: litert(many), BATCH, seconds),
+          f"ours, LiteRT {threads} threads {BATCH} photos":
+              per_photo(lambda: litert_threaded(many), BATCH, seconds),
+          f"ours, LiteRT run_batch {BATCH} photos":
+              per_photo(lambda: litert_side_by_side(many), BATCH, seconds),
           f"ours, JAX {BATCH} photos": per_photo(lambda: jax_path(many), BATCH, seconds)}
 
 

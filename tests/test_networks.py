@@ -190,6 +190,30 @@ def test_network_equals_litert_on_random_inputs_and_photos(name):
     assert rel_error(scores[i], reference.get_tensor(net.graph.scores)[0]) <= 1e-5
 
 
+@pytest.mark.parametrize("name", ["face_short_range", "palm_full"])
+def test_litert_run_batch_equals_one_interpreter_frame_by_frame(name):
+  """TFLiteModel.run_batch (frames spread over one-thread interpreters on threads) gives
+  the bits of the model's own interpreter run frame by frame, for any worker count."""
+  model = models.TFLiteModel.from_name(name)
+  frames = np.concatenate([random_input(name, seed) for seed in range(5)])
+  want = [model(f) for f in frames]
+  want_boxes = np.concatenate([w.raw_boxes for w in want])
+  want_scores = np.concatenate([w.raw_scores for w in want])
+  assert len({w.raw_scores.tobytes() for w in want}) == 5   # the frames differ
+  for workers in (None, 1, 2, 3, 8):
+    got = model.run_batch(frames, workers=workers)
+    assert got.raw_boxes.shape == want_boxes.shape and got.raw_scores.shape == want_scores.shape
+    np.testing.assert_array_equal(got.raw_boxes, want_boxes, err_msg=str(workers))
+    np.testing.assert_array_equal(got.raw_scores, want_scores, err_msg=str(workers))
+  empty = model.run_batch(frames[:0])
+  assert empty.raw_boxes.shape == (0,) + want_boxes.shape[1:]
+  for bad in (0, -2, 1.5, True, "2"):
+    with pytest.raises(ValueError, match="workers"):
+      model.run_batch(frames, workers=bad)
+  with pytest.raises(ValueError, match="tensors must have shape"):
+    model.run_batch(frames[0])
+
+
 @pytest.mark.parametrize("name", mediapipe_data.CASES)
 def test_photo_to_detections_through_the_jax_network_equals_mediapipe(name):
   """Photo -> our letterbox -> our network -> detect: MediaPipe's recorded detections
