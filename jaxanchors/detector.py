@@ -193,8 +193,10 @@ class Detector:
     max_detections: detections kept per picture at most (static; MediaPipe's
       NMS keeps every one that survives, so choose it above the expected count).
     runtime: ``"jax"`` (the network translated to JAX, everything in one
-      jitted call per batch) or ``"litert"`` (the ``.tflite`` in LiteRT, frame
-      by frame, then one jitted call for the post-processing).
+      jitted call per batch) or ``"litert"`` (the ``.tflite`` in LiteRT, a
+      batch's frames side by side on one one-thread interpreter per CPU,
+      :meth:`~jaxanchors.models.TFLiteModel.run_batch`, then one jitted call
+      for the post-processing).
     model: another shipped model to run with the preset's options, a name of
       :data:`jaxanchors.models.MODELS` (e.g. ``"palm_lite"`` with ``"palm"``).
     network: a :class:`jaxanchors.networks.Network` to run instead
