@@ -293,12 +293,11 @@ class Detector:
         # One frame uses up to 4 CPUs (1.3x faster than LiteRT's default on two
         # cores; these small models gain little from more); a batch runs its
         # frames side by side instead (run_batch).
-        self._litert = models.TFLiteModel.from_name(self._model_name,
-                                                    num_threads=min(os.cpu_count() or 1, 4))
+        cpus = models._usable_cpus()  # pylint: disable=protected-access
+        self._litert = models.TFLiteModel.from_name(self._model_name, num_threads=min(cpus, 4))
         self._litert(np.zeros(self._litert.input_shape, np.float32))  # delegate set up here
         # The one-thread interpreters that run a batch's frames side by side.
-        self._litert.run_batch(np.zeros((os.cpu_count() or 1,) + self._litert.input_shape[1:],
-                                        np.float32))
+        self._litert.run_batch(np.zeros((cpus,) + self._litert.input_shape[1:], np.float32))
     return self._litert
 
   def prepare(self) -> Detector:

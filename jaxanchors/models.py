@@ -316,6 +316,14 @@ def graph_path(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
   return out
 
 
+def _usable_cpus() -> int:
+  """CPUs this process may run on (its affinity mask where the OS has one)."""
+  try:
+    return len(os.sched_getaffinity(0)) or 1
+  except AttributeError:  # no affinity masks (macOS, Windows)
+    return os.cpu_count() or 1
+
+
 def _interpreter_class() -> Any:
   try:
     from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
@@ -430,7 +438,7 @@ class TFLiteModel:
   def run_batch(self, tensors: np.ndarray, *, workers: int | None = None) -> ModelOutput:
     """Runs the model on every frame of ``tensors [B, h, w, 3]``; outputs ``[B, N, *]``.
 
-    With ``workers`` above 1 (default: one per CPU, at most ``B``) the frames
+    With ``workers`` above 1 (default: one per usable CPU, at most ``B``) the frames
     are split into that many contiguous runs, each run by its own one-thread
     interpreter of the same file on its own thread (LiteRT releases the GIL
     while it computes). On small CPUs this gives more frames per second than
@@ -449,7 +457,7 @@ class TFLiteModel:
                        f", got {x.shape}")
     n = x.shape[0]
     if workers is None:
-      workers = os.cpu_count() or 1
+      workers = _usable_cpus()
     elif isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
       raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     workers = max(1, min(int(workers), n))
