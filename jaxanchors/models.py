@@ -411,6 +411,7 @@ class TFLiteModel:
     self._workers: list[TFLiteModel] = []
     self._pool: futures.ThreadPoolExecutor | None = None
     self._pool_size = 0
+    self._pool_pid = 0
 
   @classmethod
   def from_name(cls, name: str, *, cache_dir: str | os.PathLike[str] | None = None,
@@ -475,11 +476,13 @@ class TFLiteModel:
     while len(self._workers) < workers:
       self._workers.append(TFLiteModel(self.path, num_threads=1,
                                        num_coords=self.num_coords))
-    if self._pool_size < workers:
-      if self._pool is not None:
+    # A new pool when more workers are asked for, or in a forked child (where
+    # the parent's threads do not exist).
+    if self._pool_size < workers or self._pool_pid != os.getpid():
+      if self._pool is not None and self._pool_pid == os.getpid():
         self._pool.shutdown()
       self._pool = futures.ThreadPoolExecutor(workers, thread_name_prefix="jaxanchors-litert")
-      self._pool_size = workers
+      self._pool_size, self._pool_pid = workers, os.getpid()
     bounds = np.linspace(0, n, workers + 1).round().astype(int)
     pool = self._pool
     assert pool is not None

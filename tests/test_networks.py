@@ -9,6 +9,7 @@ outputs users compare with. MediaPipe's recorded runs give the detections.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import pathlib
 import subprocess
@@ -212,6 +213,32 @@ def test_litert_run_batch_equals_one_interpreter_frame_by_frame(name):
       model.run_batch(frames, workers=bad)
   with pytest.raises(ValueError, match="tensors must have shape"):
     model.run_batch(frames[0])
+
+
+def _run_batch_in_child(model, frames, out):
+  out.put(model.run_batch(frames).raw_boxes)
+
+
+def test_litert_run_batch_works_in_a_forked_child():
+  """A process forked after run_batch has none of the parent's worker threads; its
+  run_batch starts its own instead of waiting for them forever."""
+  if "fork" not in multiprocessing.get_all_start_methods():
+    pytest.skip("no fork on this platform")
+  model = models.TFLiteModel.from_name("face_short_range")
+  frames = np.concatenate([random_input("face_short_range", seed) for seed in range(4)])
+  want = model.run_batch(frames, workers=2).raw_boxes
+  ctx = multiprocessing.get_context("fork")
+  out = ctx.Queue()
+  child = ctx.Process(target=_run_batch_in_child, args=(model, frames, out))
+  child.start()
+  try:
+    got = out.get(timeout=60)
+  finally:
+    child.join(10)
+    if child.is_alive():
+      child.kill()
+  np.testing.assert_array_equal(got, want)
+  assert child.exitcode == 0
 
 
 @pytest.mark.parametrize("name", mediapipe_data.CASES)
