@@ -219,6 +219,8 @@ def _run_batch_in_child(model, frames, out):
   out.put(model.run_batch(frames).raw_boxes)
 
 
+# The child runs LiteRT only, never JAX, so JAX's warning about forking does not apply.
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_litert_run_batch_works_in_a_forked_child():
   """A process forked after run_batch has none of the parent's worker threads; its
   run_batch starts its own instead of waiting for them forever."""
