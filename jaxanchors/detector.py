@@ -51,6 +51,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from jaxanchors import _validate as v
+from jaxanchors._cpus import usable_cpus
 from jaxanchors import images as images_module
 from jaxanchors import presets as presets_module
 
@@ -293,7 +294,7 @@ class Detector:
         # One frame uses up to 4 CPUs (1.3x faster than LiteRT's default on two
         # cores; these small models gain little from more); a batch runs its
         # frames side by side instead (run_batch).
-        cpus = models._usable_cpus()  # pylint: disable=protected-access
+        cpus = usable_cpus()
         self._litert = models.TFLiteModel.from_name(self._model_name, num_threads=min(cpus, 4))
         self._litert(np.zeros(self._litert.input_shape, np.float32))  # delegate set up here
         # The one-thread interpreters that run a batch's frames side by side.

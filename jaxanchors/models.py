@@ -54,6 +54,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxanchors._cpus import usable_cpus
+
 __all__ = [
     "MEDIAPIPE_VERSION",
     "MODELS",
@@ -316,14 +318,6 @@ def graph_path(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
   return out
 
 
-def _usable_cpus() -> int:
-  """CPUs this process may run on (its affinity mask where the OS has one)."""
-  try:
-    return len(os.sched_getaffinity(0)) or 1
-  except AttributeError:  # no affinity masks (macOS, Windows)
-    return os.cpu_count() or 1
-
-
 def _interpreter_class() -> Any:
   try:
     from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
@@ -458,7 +452,7 @@ class TFLiteModel:
                        f", got {x.shape}")
     n = x.shape[0]
     if workers is None:
-      workers = _usable_cpus()
+      workers = usable_cpus()
     elif isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
       raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     workers = max(1, min(int(workers), n))
