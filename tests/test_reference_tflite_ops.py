@@ -255,6 +255,110 @@ def test_add_concat_reshape():
                                 [[[0, 1], [2, 3], [4, 5]]])
 
 
+# --------------------------------------------------------------------------- fully connected
+
+
+def test_fully_connected_weights_are_units_by_depth():
+  # w[u, i]: unit 0 = x0 - x2, unit 1 = (x0 + x1 + x2) / 2; bias [1, -1].
+  # Row [1, 2, 3]: 1 - 3 + 1 = -1, 3 - 1 = 2; row [4, 5, 6]: 4 - 6 + 1 = -1, 7.5 - 1 = 6.5.
+  x = np.asarray([[1, 2, 3], [4, 5, 6]], F32)
+  w = np.asarray([[1, 0, -1], [0.5, 0.5, 0.5]], F32)
+  b = np.asarray([1, -1], F32)
+  np.testing.assert_array_equal(ref.fully_connected(x, w, b), [[-1, 2], [-1, 6.5]])
+  np.testing.assert_array_equal(ref.fully_connected(x, w, b, activation="RELU"), [[0, 2], [0, 6.5]])
+  np.testing.assert_array_equal(ref.fully_connected(x, w, b, activation="RELU6"), [[0, 2], [0, 6]])
+  np.testing.assert_array_equal(ref.fully_connected(x, w, b, activation="RELU_N1_TO_1"),
+                                [[-1, 1], [-1, 1]])
+  # No bias: 1 - 3 = -2, 3; 4 - 6 = -2, 7.5.
+  np.testing.assert_array_equal(ref.fully_connected(x, w), [[-2, 3], [-2, 7.5]])
+  # One unit [1, 10, 100] reads the digits of x backwards: [1, 2, 3] -> 1 + 20 + 300 = 321.
+  out = ref.fully_connected(np.asarray([1, 2, 3], F32), np.asarray([[1, 10, 100]], F32))
+  np.testing.assert_array_equal(out, [[321]])
+
+
+def test_fully_connected_flattens_the_input():
+  # x = 0..11 as [1, 2, 6], input_depth 3: rows [0,1,2] .. [9,10,11], unit
+  # [1, 10, 100]: 0 + 10 + 200 = 210, 3 + 40 + 500 = 543, 876, 1209 (steps of 333).
+  x = np.arange(12, dtype=F32).reshape(1, 2, 6)
+  w = np.asarray([[1, 10, 100]], F32)
+  out = ref.fully_connected(x, w)
+  assert out.shape == (4, 1)
+  np.testing.assert_array_equal(out.ravel(), [210, 543, 876, 1209])
+  # keep_num_dims keeps the leading dims: [1, 2, 2, 3] -> [1, 2, 2, 1], same rows.
+  out = ref.fully_connected(x.reshape(1, 2, 2, 3), w, keep_num_dims=True)
+  assert out.shape == (1, 2, 2, 1)
+  np.testing.assert_array_equal(out.ravel(), [210, 543, 876, 1209])
+  # ... which needs the last dim to be input_depth (TFLite fails to prepare otherwise).
+  with pytest.raises(ValueError):
+    ref.fully_connected(x, w, keep_num_dims=True)
+  # 7 elements do not split into rows of 3.
+  with pytest.raises(ValueError):
+    ref.fully_connected(np.zeros(7, F32), w)
+
+
+def test_fully_connected_accumulates_in_float64():
+  # 1e8 + 1 - 1e8: a float32 running sum gives 0, the exact sum is 1.
+  out = ref.fully_connected(np.asarray([[1e8, 1, -1e8]], F32), np.ones((1, 3), F32))
+  assert out[0, 0] == 1
+
+
+# --------------------------------------------------------------------------- logistic
+
+
+def test_logistic():
+  # 1 / (1 + e^0) = 1/2; x = +-ln 3: 1 / (1 + 1/3) = 3/4, 1 / (1 + 3) = 1/4;
+  # x = -20: e^-20 / (1 + e^-20) = 2.0611536e-9 (e^-20 = 2.0611536224e-9, the
+  # 1 + e^-20 changes it by a factor 1 - 2e-9); x = +-1000: 1 and 0, no overflow.
+  x = np.asarray([[0, np.log(3), -np.log(3)], [-20, 1000, -1000]], F32)
+  out = ref.logistic(x)
+  assert out.dtype == F32 and out.shape == (2, 3)
+  np.testing.assert_allclose(out, np.asarray([[0.5, 0.75, 0.25], [2.0611536e-9, 1, 0]], F32),
+                             rtol=1e-7, atol=0)
+  assert out[0, 0] == 0.5 and out[1, 1] == 1 and out[1, 2] == 0
+
+
+# --------------------------------------------------------------------------- mean
+
+
+def test_mean_axes():
+  # x[i, j, k] = 12i + 4j + k on [2, 3, 4].
+  x = np.arange(24, dtype=F32).reshape(2, 3, 4)
+  # Over j (mean of 4j for j < 3 is 4): 12i + 4 + k.
+  out = ref.mean(x, [1], False)
+  np.testing.assert_array_equal(out, [[4, 5, 6, 7], [16, 17, 18, 19]])
+  # Over k (mean 1.5), negative axis: 12i + 4j + 1.5.
+  np.testing.assert_array_equal(ref.mean(x, [-1], False),
+                                [[1.5, 5.5, 9.5], [13.5, 17.5, 21.5]])
+  # Over i and k (means 6 and 1.5), kept as size 1: 4j + 7.5; repeats count once.
+  for axes in ([0, 2], [2, -1, 0]):
+    out = ref.mean(x, axes, True)
+    assert out.shape == (1, 3, 1)
+    np.testing.assert_array_equal(out.ravel(), [7.5, 11.5, 15.5])
+  # Every axis: mean of 0..23 = 11.5, rank 0 (or [1, 1, 1] kept).
+  assert ref.mean(x, [0, 1, 2], False).shape == ()
+  assert ref.mean(x, [0, 1, 2], False) == 11.5
+  np.testing.assert_array_equal(ref.mean(x, [2, 0, 1], True), np.full((1, 1, 1), 11.5))
+  # No axis: the input itself.
+  np.testing.assert_array_equal(ref.mean(x, [], False), x)
+  with pytest.raises(ValueError):
+    ref.mean(x, [3], False)
+
+
+def test_mean_global_average_pool():
+  # NHWC [1, 2, 2, 2] over (H, W) as in the landmark models: channel 0 holds
+  # 1, 2, 3, 4 (mean 2.5), channel 1 holds -8, 0, 0, 0 (mean -2).
+  x = np.asarray([[[1, -8], [2, 0]], [[3, 0], [4, 0]]], F32)[None]
+  np.testing.assert_array_equal(ref.mean(x, [1, 2], False), [[2.5, -2]])
+  assert ref.mean(x, [1, 2], True).shape == (1, 1, 1, 2)
+
+
+def test_mean_accumulates_in_float64():
+  # (1e8 + 1 - 1e8 + 0) / 4 = 0.25; float32 running sums lose the 1 and give 0.
+  assert ref.mean(np.asarray([1e8, 1, -1e8, 0], F32), [0], False) == 0.25
+  # A zero-size reduced axis: 0 / 0 = NaN.
+  assert np.isnan(ref.mean(np.zeros((2, 0), F32), [1], False)).all()
+
+
 # --------------------------------------------------------------------------- densify
 
 
@@ -422,6 +526,15 @@ CASES = {
     "reshape": ("face_detection_short_range", "RESHAPE", lambda it, sg, op: True),
     "densify face": ("face_detection_full_range_sparse", "DENSIFY", lambda it, sg, op: True),
     "densify pose": ("pose_detection", "DENSIFY", lambda it, sg, op: True),
+    # hand_landmark_full: MEAN over (H, W) of [1, 7, 7, 1152] (global average
+    # pool), then FULLY_CONNECTED heads on [1, 1152] with weights [units, 1152].
+    "mean": ("hand_landmark_full", "MEAN", lambda it, sg, op: True),
+    "fully connected": ("hand_landmark_full", "FULLY_CONNECTED",
+                        lambda it, sg, op: _shape(it, sg, op, 1)[0] == 63),
+    "fully connected 1 unit": ("hand_landmark_full", "FULLY_CONNECTED",
+                               lambda it, sg, op: _shape(it, sg, op, 1)[0] == 1),
+    "logistic": ("hand_landmark_full", "LOGISTIC", lambda it, sg, op: True),
+    "logistic pose": ("pose_landmark_full", "LOGISTIC", lambda it, sg, op: True),
 }
 
 
@@ -465,6 +578,16 @@ def _reference(tflite, sg, op, name, it):
   if name == "RESHAPE":
     out_shape = it.get_tensor(int(op.OutputsAsNumpy()[0])).shape
     return ref.reshape(get(0), out_shape)
+  if name == "FULLY_CONNECTED":
+    o = _options(tflite, op, "FullyConnectedOptions")
+    assert o.WeightsFormat() == tflite.FullyConnectedOptionsWeightsFormat.DEFAULT
+    return ref.fully_connected(get(0), get(1), get(2) if len(ins) > 2 else None,
+                               keep_num_dims=o.KeepNumDims(),
+                               activation=_ACT[o.FusedActivationFunction()])
+  if name == "LOGISTIC":
+    return ref.logistic(get(0))
+  if name == "MEAN":
+    return ref.mean(get(0), get(1), _options(tflite, op, "ReducerOptions").KeepDims())
   if name == "DENSIFY":
     t = sg.Tensors(ins[0])
     sp = t.Sparsity()

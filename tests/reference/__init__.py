@@ -14,9 +14,10 @@ Modules:
 * ``letterbox`` -- ImageToTensor padding / sampling, letterbox removal and
   detection projection (spec §4).
 * ``tflite_ops`` -- loop reference of the TFLite float kernels the detector
-  networks use (conv, depthwise, pooling, resize, depth-to-space, prelu, pad,
-  add, concatenation, reshape, densify); written from TFLite's reference
-  kernels rather than the spec, and checked against LiteRT.
+  and landmark networks use (conv, depthwise, pooling, resize, depth-to-space,
+  prelu, pad, add, fully connected, logistic, mean, concatenation, reshape,
+  densify); written from TFLite's reference kernels rather than the spec, and
+  checked against LiteRT.
 
 Option dictionaries use the MediaPipe proto field names as keys. A key that is
 absent means "not set" (proto default, or has-bit unset where the spec says

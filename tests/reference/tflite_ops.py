@@ -1,27 +1,33 @@
-"""Loop reference of the TFLite float kernels used by MediaPipe's SSD detectors.
+"""Loop reference of the TFLite float kernels used by MediaPipe's SSD detectors
+and landmark models.
 
 Written from the semantics of TFLite's reference kernels
 (``tensorflow/lite/kernels/internal/reference/``: ``conv.h``,
 ``depthwiseconv_float.h``, ``pooling.h``, ``resize_bilinear.h``,
-``DepthToSpace`` in ``reference_ops.h``, ``prelu.h``, ``pad.h``; SAME/VALID
-offsets from ``kernels/padding.h``; sparse tensors from
+``DepthToSpace`` in ``reference_ops.h``, ``prelu.h``, ``pad.h``,
+``fully_connected.h``, ``logistic.h``, ``reduce.h``; SAME/VALID offsets from
+``kernels/padding.h``; output shapes of FULLY_CONNECTED and MEAN from
+``kernels/fully_connected.cc`` and ``kernels/reduce.cc``; sparse tensors from
 ``kernels/internal/utils/sparsity_format_converter.cc``). Only NumPy is used.
 
 Conventions:
 
 * Tensors are NHWC. Conv filters are TFLite's ``[Co, kh, kw, Ci]``, depthwise
-  filters ``[1, kh, kw, Ci * M]`` (output channel ``ic * M + m``).
+  filters ``[1, kh, kw, Ci * M]`` (output channel ``ic * M + m``),
+  fully-connected weights ``[units, input_depth]`` (DEFAULT weights format).
 * Inputs are taken as float32; outputs are float32.
-* Sums of products (conv, depthwise, average pool, bilinear interpolation) are
-  accumulated in float64 and rounded to float32 once at the end, so the result
-  is the correctly rounded exact value (up to float64 error), an oracle that
-  any float32 kernel should match to within its own summation error. Max, pad,
-  reshape, concatenation and depth-to-space are exact; ``add`` and ``prelu``
-  round one float32 operation as TFLite does.
-* Windowed ops loop over output positions and filter taps; only the channel
-  axis (and the batch) is vectorised, so each line reads like the C++ loop it
-  mirrors. Element-wise ops (prelu, pad, add) are plain NumPy expressions.
-  Slow on purpose: keep shapes small.
+* Sums of products (conv, depthwise, fully connected, average pool, mean,
+  bilinear interpolation) are accumulated in float64 and rounded to float32
+  once at the end, so the result is the correctly rounded exact value (up to
+  float64 error), an oracle that any float32 kernel should match to within its
+  own summation error. ``logistic`` is likewise evaluated in float64 and
+  rounded once. Max, pad, reshape, concatenation and depth-to-space are exact;
+  ``add`` and ``prelu`` round one float32 operation as TFLite does.
+* Windowed ops loop over output positions and filter taps, fully connected
+  over output units and mean over the cells of the reduced axes; only the
+  channel axis (and the batch, or the kept axes of mean) is vectorised, so each
+  line reads like the C++ loop it mirrors. Element-wise ops (prelu, pad, add,
+  logistic) are plain NumPy expressions. Slow on purpose: keep shapes small.
 """
 
 import numpy as np
@@ -260,6 +266,79 @@ def pad(x, paddings, value=0):
 def add(a, b, activation=None):
   """ADD with NumPy broadcasting, one float32 rounding, then the fused activation."""
   return _activation(np.add(_f32(a), _f32(b), dtype=F32), activation)
+
+
+def fully_connected(x, w, b=None, *, keep_num_dims=False, activation=None):
+  """FULLY_CONNECTED: ``w[units, input_depth]`` (DEFAULT format), ``b[units]`` or None.
+
+  The input is read row-major as ``[batch, input_depth]`` with
+  ``batch = x.size // input_depth`` (its element count must be a multiple of
+  ``input_depth = w.shape[1]``); ``out[n, u] = sum_i x[n, i] * w[u, i] + b[u]``.
+  The output is ``[batch, units]``, or with ``keep_num_dims`` the input's shape
+  with its last dimension (which must then be ``input_depth``) replaced by
+  ``units``.
+  """
+  x, w = _f32(x), _f32(w)
+  if w.ndim != 2:
+    raise ValueError(f"weights must be [units, input_depth], got shape {w.shape}")
+  units, depth = w.shape
+  if depth == 0 or x.size % depth:
+    raise ValueError(f"input of {x.size} elements does not split into rows of {depth}")
+  if keep_num_dims and (x.ndim == 0 or x.shape[-1] != depth):
+    raise ValueError(f"keep_num_dims needs an input whose last dim is {depth}, got {x.shape}")
+  batch = x.size // depth
+  x64, w64 = x.reshape(batch, depth).astype(F64), w.astype(F64)
+  bias = np.zeros(units, F64) if b is None else _f32(b).astype(F64)
+  if bias.shape != (units,):
+    raise ValueError(f"bias shape {bias.shape} does not fit {units} units")
+  out = np.empty((batch, units), F64)
+  for u in range(units):
+    out[:, u] = x64 @ w64[u, :] + bias[u]
+  shape = x.shape[:-1] + (units,) if keep_num_dims else (batch, units)
+  return _activation(out.astype(F32).reshape(shape), activation)
+
+
+def logistic(x):
+  """LOGISTIC: ``1 / (1 + exp(-x))`` element-wise, evaluated in float64 and rounded once."""
+  x64 = _f32(x).astype(F64)
+  with np.errstate(over="ignore"):  # exp(-x) = inf for x < -709 gives 1 / inf = 0
+    return (1 / (1 + np.exp(-x64))).astype(F32)
+
+
+def mean(x, axis, keep_dims):
+  """MEAN: average over the axes in ``axis`` (ints, negative counts from the end,
+  repeats counted once), the reduced axes kept as size 1 when ``keep_dims``.
+
+  An empty ``axis`` reduces nothing (the input, in float32, is returned); a
+  reduced axis of size 0 gives NaN, as TFLite's sum / count does.
+  """
+  x = _f32(x)
+  rank = x.ndim
+  axes = []
+  for a in np.asarray(axis, dtype=np.int64).reshape(-1):
+    a = int(a)
+    if not -rank <= a < rank:
+      raise ValueError(f"axis {a} is out of range for rank {rank}")
+    a = a + rank if a < 0 else a
+    if a not in axes:
+      axes.append(a)
+  axes.sort()
+  kept_shape = tuple(1 if d in axes else n for d, n in enumerate(x.shape))
+  x64 = x.astype(F64)
+  acc = np.zeros(kept_shape, F64)
+  count = 0
+  # One cell of the reduced axes at a time; the kept axes are a vectorised slice.
+  for cell in np.ndindex(*(x.shape[a] for a in axes)):
+    sl = [slice(None)] * rank
+    for a, i in zip(axes, cell):
+      sl[a] = slice(i, i + 1)
+    acc += x64[tuple(sl)]
+    count += 1
+  with np.errstate(invalid="ignore"):  # a zero-size reduced axis gives 0 / 0 = NaN
+    out = (acc / count).astype(F32)
+  if keep_dims:
+    return out
+  return out.reshape(tuple(n for d, n in enumerate(x.shape) if d not in axes))
 
 
 def concatenation(xs, axis, activation=None):
