@@ -198,14 +198,16 @@ class Detector:
       batch's frames side by side on one one-thread interpreter per CPU,
       :meth:`~jaxanchors.models.TFLiteModel.run_batch`, then one jitted call
       for the post-processing).
-    model: another shipped model to run with the preset's options, a name of
-      :data:`jaxanchors.models.MODELS` (e.g. ``"palm_lite"`` with ``"palm"``).
+    model: another shipped detector to run with the preset's options, a name
+      of :data:`jaxanchors.models.DETECTOR_MODELS` (e.g. ``"palm_lite"`` with
+      ``"palm"``).
     network: a :class:`jaxanchors.networks.Network` to run instead
       (``runtime="jax"`` only), e.g. a fine-tuned copy.
     batch_size: frames per call at most.
 
   Raises:
-    ValueError: an unknown preset or runtime, a preset without a model and no
+    ValueError: an unknown preset, runtime or detector model, a network that
+      is not an SSD detector, a preset without a model and no
       ``network``, ``max_detections`` or ``batch_size`` below 1, ``min_score``
       outside 0..1.
 
@@ -226,10 +228,13 @@ class Detector:
       raise ValueError(f"runtime must be one of {', '.join(_RUNTIMES)}, got {runtime!r}")
     if network is not None and (runtime != "jax" or model is not None):
       raise ValueError("network= runs in JAX: use runtime='jax' and no model=")
+    if network is not None:
+      network.check_detector()
     if model is not None:
       from jaxanchors import models  # pylint: disable=import-outside-toplevel
-      if model not in models.MODELS:
-        raise ValueError(f"unknown model {model!r}; expected one of {sorted(models.MODELS)}")
+      if model not in models.DETECTOR_MODELS:
+        raise ValueError(f"unknown model {model!r}; expected a detector, one of "
+                         f"{sorted(models.DETECTOR_MODELS)}")
     model = model or preset.model
     if network is None and model is None:
       with_models = ", ".join(n for n in presets_module.names() if presets_module.get(n).model)

@@ -352,10 +352,12 @@ def loss(params: Mapping[str, ArrayLike], images: ArrayLike, gt_boxes: ArrayLike
     :class:`Loss` of float32 scalars, each the mean of the per-frame values.
 
   Raises:
-    ValueError: shapes that disagree with each other, the network or the preset.
+    ValueError: a network that is not an SSD detector, shapes that disagree
+      with each other, the network or the preset.
   """
   preset = _resolve_preset(preset)
   options = _check_options(options)
+  network.check_detector()
   if tuple(network.input_size) != preset.input_size:
     raise ValueError(f"network input size {network.input_size} differs from preset "
                      f"{preset.name!r}'s {preset.input_size}")
@@ -390,13 +392,15 @@ def head_keys(network: Any) -> frozenset[str]:
     frozenset of keys of ``network.params``.
 
   Raises:
-    ValueError: an output path that meets another operator before a ``CONV_2D``.
+    ValueError: a network that is not an SSD detector, or an output path that
+      meets another operator before a ``CONV_2D``.
 
   Examples:
     >>> from jaxanchors import models
     >>> sorted(head_keys(models.load_network("face_short_range")))[:2]
     ['classificator_16/Bias_dequantize', 'classificator_16/Kernel_dequantize']
   """
+  network.check_detector()
   graph = network.graph
   producer = {op.output: op for op in graph.ops}
   keys: set[str] = set()

@@ -1,11 +1,12 @@
-"""The real MediaPipe detector models (.tflite), fetched from PyPI and run on CPU.
+"""The real MediaPipe models (.tflite), fetched from PyPI and run on CPU.
 
 The ``mediapipe`` 0.10.21 wheel on PyPI is the newest release that still ships
 the legacy "solutions" models. :func:`model_path` downloads that wheel with the
 interpreter's own ``pip`` (``pip download --no-deps --only-binary=:all:``, so it
 comes from whatever package index pip is configured for, and from nowhere
-else), extracts the five SSD detector models from it with :mod:`zipfile`, checks
-their SHA-256 and caches them::
+else), extracts the five SSD detector models and five landmark models (the
+second stages: face, iris, hand full and lite, pose) from it with
+:mod:`zipfile`, checks their SHA-256 and caches them::
 
     <cache>/mediapipe-0.10.21/face_detection_short_range.tflite
     <cache>/mediapipe-0.10.21/face_detection_full_range_sparse.tflite
@@ -35,6 +36,9 @@ Example (not run as a doctest: it needs the network once, and LiteRT)::
     net = models.load_network("face_short_range")
     boxes, scores = net(tensor)          # tensor: float32 [..., 128, 128, 3]
 
+The landmark models (:data:`LANDMARK_MODELS`) run only through
+:func:`load_network`; they return their own outputs, in the file's order.
+
 Only NumPy and the standard library are imported with this module (JAX and the
 ``tflite`` schema package when :func:`load_network` is called).
 """
@@ -58,6 +62,8 @@ from jaxanchors._cpus import usable_cpus
 
 __all__ = [
     "MEDIAPIPE_VERSION",
+    "DETECTOR_MODELS",
+    "LANDMARK_MODELS",
     "MODELS",
     "ModelFile",
     "ModelOutput",
@@ -79,6 +85,7 @@ class ModelFile(NamedTuple):
 
   member: str
   sha256: str
+  detector: bool = True   # an SSD detector (raw boxes and scores), else a landmark model
 
 
 MODELS: dict[str, ModelFile] = {
@@ -97,8 +104,33 @@ MODELS: dict[str, ModelFile] = {
     "pose": ModelFile(
         "mediapipe/modules/pose_detection/pose_detection.tflite",
         "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c"),
+    # Second stages, run on a region of interest (see jaxanchors.roi).
+    "face_landmark": ModelFile(
+        "mediapipe/modules/face_landmark/face_landmark.tflite",
+        "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814", False),
+    "iris_landmark": ModelFile(
+        "mediapipe/modules/iris_landmark/iris_landmark.tflite",
+        "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f", False),
+    "hand_landmark_full": ModelFile(
+        "mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
+        "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3", False),
+    "hand_landmark_lite": ModelFile(
+        "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite",
+        "048edd3645c9bf7397d19a9f6e3a42957d6e414c9bea6598030a2e9b624156e6", False),
+    "pose_landmark_full": ModelFile(
+        "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+        "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f", False),
 }
-"""Model name -> member of the ``mediapipe==0.10.21`` wheel and its SHA-256."""
+"""Model name -> member of the ``mediapipe==0.10.21`` wheel, its SHA-256, and
+whether it is an SSD detector."""
+
+DETECTOR_MODELS: tuple[str, ...] = tuple(k for k, v in MODELS.items() if v.detector)
+"""The SSD detectors of :data:`MODELS` (what :class:`TFLiteModel`, the presets and
+:class:`~jaxanchors.detector.Detector` run)."""
+
+LANDMARK_MODELS: tuple[str, ...] = tuple(k for k, v in MODELS.items() if not v.detector)
+"""The landmark models of :data:`MODELS`, each a :class:`~jaxanchors.networks.Network`
+returning its outputs in the file's order (:func:`load_network`)."""
 
 _PIP_TIMEOUT_S = 900
 
@@ -193,7 +225,8 @@ def model_path(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
   Args:
     name: one of ``face_short_range``, ``face_full_range`` (the sparse
       full-range model, the one the wheel ships), ``palm_lite``, ``palm_full``,
-      ``pose``.
+      ``pose``, or a landmark model: ``face_landmark``, ``iris_landmark``,
+      ``hand_landmark_full``, ``hand_landmark_lite``, ``pose_landmark_full``.
     cache_dir: cache folder (default: ``$JAXANCHORS_CACHE`` or
       ``~/.cache/jaxanchors``).
     wheel: a local ``mediapipe-0.10.21-*.whl`` to extract from instead of
@@ -493,19 +526,21 @@ class TFLiteModel:
 
 def load_network(name_or_path: str | os.PathLike[str], *,
                  cache_dir: str | os.PathLike[str] | None = None) -> Any:
-  """A detector network as a pure JAX function: :class:`jaxanchors.networks.Network`.
+  """A model's network as a pure JAX function: :class:`jaxanchors.networks.Network`.
 
   Args:
     name_or_path: a model name of :data:`MODELS` (fetched as :func:`model_path`
-      does) or the path of a ``.tflite`` file.
+      does; detectors and landmark models) or the path of a ``.tflite`` file.
     cache_dir: cache folder for named models.
 
   Returns:
     The :class:`~jaxanchors.networks.Network`: ``network.params`` (float32
     weights keyed by tensor name), ``network.apply(params, images)`` (pure,
     jitted) and ``network(images)`` with the stored weights, returning
-    ``(raw_boxes, raw_scores)`` as :class:`TFLiteModel` does, with the leading
-    batch dimensions of ``images``.
+    ``(raw_boxes, raw_scores)`` as :class:`TFLiteModel` does for a detector,
+    or a landmark model's outputs in the file's order
+    (``network.output_names``), with the leading batch dimensions of
+    ``images``.
 
   Raises:
     ValueError: unknown name, or a model the translator does not support

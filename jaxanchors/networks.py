@@ -1,4 +1,4 @@
-"""MediaPipe's detector networks as pure JAX functions, read from their .tflite files.
+"""MediaPipe's networks as pure JAX functions, read from their .tflite files.
 
 :func:`load` parses a ``.tflite`` flatbuffer (with the ``tflite`` schema
 package, never by running an interpreter) into a :class:`Network`: the float32
@@ -8,9 +8,10 @@ graph as a static list of operators that :meth:`Network.apply` runs with
 it jits, vmaps, differentiates, exports and shards like any JAX code, on any
 device. ``jaxanchors.models.load_network`` is the usual entry point.
 
-The operator set is what MediaPipe's SSD detectors use (face short and full
-range, palm lite and full, pose; ``docs/networks.md`` lists which model uses
-what), with TFLite's float semantics:
+The operator set is what MediaPipe's SSD detectors (face short and full range,
+palm lite and full, pose) and its face, iris, hand and pose landmark models use
+(``docs/networks.md`` lists which model uses what), with TFLite's float
+semantics:
 
 =====================  =========================================================
 ``CONV_2D``            ``SAME``/``VALID`` padding as TFLite computes it
@@ -28,6 +29,10 @@ what), with TFLite's float semantics:
 ``DEPTH_TO_SPACE``     TFLite's (TensorFlow's ``DCR``) channel order.
 ``RESHAPE``,           static shapes, with the batch dimension free.
 ``CONCATENATION``
+``FULLY_CONNECTED``    ``[units, depth]`` weights (the default format) on each
+                       frame's values, optional bias, fused activation.
+``LOGISTIC``           the sigmoid.
+``MEAN``               over constant axes (never the batch), ``keep_dims``.
 ``DEQUANTIZE``         float16 weights, widened to float32 at load time.
 ``DENSIFY``            sparse weights, decoded from their sparsity parameters
                        at load time.
@@ -35,6 +40,12 @@ what), with TFLite's float semantics:
 
 Anything else (another operator, int8 quantisation, a dynamic shape, a second
 subgraph) raises ``ValueError`` naming the operator and tensor.
+
+A network with two ``[1, N, *]`` outputs of the same ``N`` (different widths)
+is an SSD detector: :meth:`Network.apply` returns its :class:`NetworkOutput`
+``(raw_boxes, raw_scores)``, what ``TensorsToDetectionsCalculator`` takes. Any
+other network (a landmark model, say) returns the tuple of its outputs in the
+file's order, each with the stored shape after the leading batch dimension.
 
 Depthwise convolutions are written as shifted multiply-adds, not as a grouped
 ``lax.conv_general_dilated``: on XLA:CPU (jaxlib 0.10.2) the grouped
@@ -50,6 +61,9 @@ Example (not run as a doctest: it needs the model file)::
     net = models.load_network("face_short_range")
     raw_boxes, raw_scores = net(tensor)           # tensor: float32 [..., 128, 128, 3]
     raw_boxes, raw_scores = jax.jit(net.apply)(net.params, tensor)
+
+    hand = models.load_network("hand_landmark_full")
+    landmarks, presence, handedness, world = hand(crop)   # crop: float32 [..., 224, 224, 3]
 """
 
 from __future__ import annotations
@@ -80,7 +94,7 @@ _PADDINGS = {0: "SAME", 1: "VALID"}
 _CONST_OPS = frozenset({"DEQUANTIZE", "DENSIFY"})
 _COMPUTE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "RELU", "RELU6", "PRELU",
                           "MAX_POOL_2D", "RESIZE_BILINEAR", "DEPTH_TO_SPACE", "RESHAPE",
-                          "CONCATENATION"})
+                          "CONCATENATION", "FULLY_CONNECTED", "LOGISTIC", "MEAN"})
 SUPPORTED_OPS = tuple(sorted(_CONST_OPS | _COMPUTE_OPS))
 """The TFLite builtin operators :func:`load` translates."""
 
@@ -128,10 +142,12 @@ class _Graph(NamedTuple):
   ops: tuple[_Op, ...]
   input: int
   input_shape: tuple[int, int, int]       # (height, width, channels)
-  boxes: int                              # output tensor of the raw boxes
-  scores: int                             # output tensor of the raw scores
+  boxes: int                              # output tensor of the raw boxes (-1: no detector)
+  scores: int                             # output tensor of the raw scores (-1: no detector)
   param_tensors: tuple[tuple[str, int], ...] = ()   # key -> float32 tensor it stands for
   frame_values: int = 0                   # values of the largest activation of one frame
+  outputs: tuple[int, ...] = ()           # every output tensor, in the file's order
+  output_names: tuple[str, ...] = ()      # their names in the file
 
 
 def _error(where: str, message: str) -> ValueError:
@@ -592,21 +608,56 @@ def _parse(data: bytes, path: str) -> tuple[_Graph, dict[str, np.ndarray], dict[
       if math.prod(r.shape(x)) != math.prod(out_shape):
         raise ValueError(f"{where}: cannot reshape {list(r.shape(x))} to {list(out_shape)}")
       ops.append(_Op(name, (x,), out, (tuple(out_shape[1:]),)))
+    elif name == "FULLY_CONNECTED":
+      o = r.options(op, "FullyConnectedOptions")
+      x = activation(ins[0], name)
+      w = param(ins[1], name)
+      b = param(ins[2], name) if len(ins) > 2 and ins[2] >= 0 else None
+      act = _ACTIVATIONS.get(int(o.FusedActivationFunction()), "?") if o else None
+      if act == "?" or (o and int(o.WeightsFormat()) != 0):
+        raise ValueError(f"{where}: unsupported fused activation or weights format (only "
+                         "the default [units, depth] float weights are)")
+      units, depth = params[w].shape if params[w].ndim == 2 else (0, 0)
+      per_frame = math.prod(r.shape(x)[1:])
+      if (not depth or per_frame % depth or out_shape[-1] != units
+          or math.prod(out_shape[1:]) != per_frame // depth * units
+          or (b is not None and params[b].shape != (units,))):
+        raise ValueError(f"{where}: weights {list(params[w].shape)} do not fit input "
+                         f"{list(r.shape(x))} -> output {list(out_shape)}")
+      ops.append(_Op(name, (x, w) + ((b,) if b is not None else ()), out,
+                     (tuple(out_shape[1:]), act)))
+    elif name == "LOGISTIC":
+      ops.append(_Op(name, (activation(ins[0], name),), out, ()))
+    elif name == "MEAN":
+      o = r.options(op, "ReducerOptions")
+      x = activation(ins[0], name)
+      rank = len(r.shape(x))
+      axes = int_const(ins[1], name).reshape(-1)
+      if np.any((axes < -rank) | (axes >= rank)) or np.any(axes % rank == 0):
+        raise ValueError(f"{where}: axes {axes.tolist()} must be within rank {rank} and leave "
+                         "the batch axis alone")
+      # Counted from the end: batch dims are free.
+      axes = tuple(sorted({int(a) % rank - rank for a in axes}))
+      ops.append(_Op(name, (x,), out, (axes, bool(o.KeepDims()) if o else False)))
     activations.add(out)
 
-  if sg.OutputsLength() != 2:
-    raise ValueError(f"{path}: expected two outputs (raw boxes, raw scores), found "
-                     f"{sg.OutputsLength()}")
-  outputs = [int(sg.Outputs(k)) for k in range(2)]
+  outputs = [int(sg.Outputs(k)) for k in range(sg.OutputsLength())]
+  if not outputs:
+    raise ValueError(f"{path}: the model has no outputs")
+  for t in outputs:
+    if t not in activations or t == input_t:
+      raise ValueError(f"{r.where(t)}: a model output that no operator computes")
   shapes = [r.shape(t) for t in outputs]
-  if (any(len(s) != 3 or s[0] != 1 for s in shapes) or shapes[0][1] != shapes[1][1]
-      or shapes[0][2] == shapes[1][2] or any(t not in activations for t in outputs)):
-    raise ValueError(f"{path}: expected two computed [1, N, *] outputs with the same N and "
-                     f"different widths, got {[list(s) for s in shapes]}")
-  box, score = (0, 1) if shapes[0][2] > shapes[1][2] else (1, 0)
+  box = score = -1
+  if (len(outputs) == 2 and all(len(s) == 3 and s[0] == 1 for s in shapes)
+      and shapes[0][1] == shapes[1][1] and shapes[0][2] != shapes[1][2]):
+    # Two [1, N, *] outputs of the same N: an SSD detector's raw boxes (the
+    # wider one) and raw scores.
+    box, score = outputs if shapes[0][2] > shapes[1][2] else outputs[::-1]
   largest = max(math.prod(r.shape(t)[1:]) for t in activations)
-  graph = _Graph(tuple(ops), input_t, tuple(in_shape[1:]), outputs[box], outputs[score],
-                 tuple(param_tensors.items()), largest)
+  graph = _Graph(tuple(ops), input_t, tuple(in_shape[1:]), box, score,
+                 tuple(param_tensors.items()), largest, tuple(outputs),
+                 tuple(r.name(t) for t in outputs))
   _check_shapes(graph, params, r)
   return graph, params, sources
 
@@ -824,6 +875,23 @@ def _reshape(x, shape):
   return x.reshape((x.shape[0],) + shape)
 
 
+def _fully_connected(x, w, b=None, shape=(), act=None):
+  """``FULLY_CONNECTED``: each frame's values as rows of ``w.shape[1]`` (the
+  input depth), times ``w [units, depth]``, plus the bias; ``shape`` is one
+  frame's output shape."""
+  y = jnp.einsum("brk,ok->bro", x.reshape(x.shape[0], -1, w.shape[1]), w,
+                 precision=_precision(x))
+  if b is not None:
+    y = y + b
+  return _activate(y.reshape((x.shape[0],) + shape), act)
+
+
+def _mean(x, axes, keep_dims):
+  """``MEAN`` over ``axes`` (negative: counted from the end), in float32 at least."""
+  acc = jnp.promote_types(x.dtype, jnp.float32)
+  return jnp.mean(x.astype(acc), axis=axes, keepdims=keep_dims).astype(x.dtype)
+
+
 _OPS = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
@@ -837,6 +905,9 @@ _OPS = {
     "RESIZE_BILINEAR": _resize_bilinear,
     "DEPTH_TO_SPACE": _depth_to_space,
     "RESHAPE": _reshape,
+    "FULLY_CONNECTED": _fully_connected,
+    "LOGISTIC": jax.nn.sigmoid,
+    "MEAN": _mean,
 }
 
 
@@ -844,7 +915,7 @@ def _run(graph: _Graph, params: Mapping[str, jax.Array], x: jax.Array,
          keep: frozenset[int] = frozenset()) -> dict[int, jax.Array]:
   """Runs ``graph`` on ``x [B, H, W, C]``; returns the outputs and the ``keep`` tensors."""
   values: dict[int, jax.Array] = {graph.input: x}
-  wanted = keep | {graph.boxes, graph.scores}
+  wanted = keep | set(graph.outputs)
   for op in graph.ops:
     args = [params[i] if isinstance(i, str) else values[i] for i in op.inputs]
     values[op.output] = _OPS[op.kind](*args, *op.options)
@@ -925,13 +996,13 @@ class PackedParams(NamedTuple):
   Every call of a jitted function handles each array argument on the host; a
   network has dozens of parameter tensors, which cost about as much per call
   as a small network's arithmetic. Packed, they are one array plus the
-  convolution kernels (which the matrix products read in place).
+  matrix-product weights (read in place).
 
   Attributes:
-    flat: float ``[P]``: every parameter but the convolution kernels, raveled
-      and concatenated in the order of :attr:`Network.params`.
-    kernels: ``{key: array}``, the ``CONV_2D`` kernels, as in
-      :attr:`Network.params`.
+    flat: float ``[P]``: every parameter but the matrix-product weights,
+      raveled and concatenated in the order of :attr:`Network.params`.
+    kernels: ``{key: array}``, the ``CONV_2D`` kernels and ``FULLY_CONNECTED``
+      weights, as in :attr:`Network.params`.
   """
 
   flat: jax.Array
@@ -958,7 +1029,7 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.floa
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Network:
-  """A ``.tflite`` detector network as a pure JAX function.
+  """A ``.tflite`` network (an SSD detector or another model) as a pure JAX function.
 
   Attributes:
     path: the ``.tflite`` file it was read from.
@@ -969,9 +1040,14 @@ class Network:
     sha256: digest of the file's bytes when it was read (:meth:`to_tflite`
       writes into a copy of exactly those bytes).
     input_shape: ``(height, width, channels)`` of one input image.
-    num_anchors: ``N``, rows of both outputs.
-    num_coords: last dimension of ``raw_boxes``.
-    num_classes: last dimension of ``raw_scores``.
+    is_detector: whether the outputs are an SSD detector's raw boxes and
+      scores (two ``[1, N, *]`` tensors of the same ``N``).
+    output_names: the names of the outputs in the file, in its order.
+    output_shapes: the shape of each output for one frame (the stored shape
+      after its leading batch dimension of 1).
+    num_anchors: ``N``, rows of both outputs (detectors only).
+    num_coords: last dimension of ``raw_boxes`` (detectors only).
+    num_classes: last dimension of ``raw_scores`` (detectors only).
   """
 
   path: pathlib.Path
@@ -990,26 +1066,47 @@ class Network:
     return self.graph.input_shape[:2]
 
   @property
-  def num_anchors(self) -> int:
-    return self._output_shape(self.graph.boxes)[0]
+  def is_detector(self) -> bool:
+    return self.graph.boxes >= 0
 
   @property
-  def num_coords(self) -> int:
-    return self._output_shape(self.graph.boxes)[1]
+  def output_names(self) -> tuple[str, ...]:
+    return self.graph.output_names
 
-  @property
-  def num_classes(self) -> int:
-    return self._output_shape(self.graph.scores)[1]
-
-  def _output_shape(self, t: int) -> tuple[int, int]:
+  @functools.cached_property
+  def output_shapes(self) -> tuple[tuple[int, ...], ...]:
     shapes = jax.eval_shape(lambda p: _apply(p, jnp.zeros((1,) + self.graph.input_shape),
                                              graph=self.graph, dtype=jnp.float32,
                                              keep=frozenset()),
                             self.params)
-    return tuple(shapes[t].shape[1:])  # type: ignore[return-value]
+    return tuple(tuple(shapes[t].shape[1:]) for t in self.graph.outputs)
+
+  @property
+  def num_anchors(self) -> int:
+    return self._detector_shape(self.graph.boxes)[0]
+
+  @property
+  def num_coords(self) -> int:
+    return self._detector_shape(self.graph.boxes)[1]
+
+  @property
+  def num_classes(self) -> int:
+    return self._detector_shape(self.graph.scores)[1]
+
+  def _detector_shape(self, t: int) -> tuple[int, ...]:
+    self.check_detector()
+    return self.output_shapes[self.graph.outputs.index(t)]
+
+  def check_detector(self) -> None:
+    """Raises ``ValueError`` unless this network is an SSD detector (:attr:`is_detector`)."""
+    if not self.is_detector:
+      raise ValueError(f"{self.path.name} is not an SSD detector: its outputs are "
+                       + ", ".join(f"{n} {list(s)}" for n, s in zip(self.output_names,
+                                                                   self.output_shapes))
+                       + " (a detector has two [N, *] outputs with the same N)")
 
   def apply(self, params: Mapping[str, ArrayLike], images: ArrayLike, *,
-            dtype: str | Any = "float32") -> NetworkOutput:
+            dtype: str | Any = "float32") -> NetworkOutput | tuple[jax.Array, ...]:
     """Runs the network with ``params`` on ``images``; pure and jitted.
 
     Args:
@@ -1023,9 +1120,12 @@ class Network:
         (float64 for ``"float64"``).
 
     Returns:
-      :class:`NetworkOutput` ``(raw_boxes [..., N, num_coords],
-      raw_scores [..., N, num_classes])``, float32, in the order and layout
-      of :class:`jaxanchors.models.TFLiteModel`'s outputs.
+      For a detector (:attr:`is_detector`), :class:`NetworkOutput`
+      ``(raw_boxes [..., N, num_coords], raw_scores [..., N, num_classes])``,
+      float32, in the order and layout of
+      :class:`jaxanchors.models.TFLiteModel`'s outputs. For another network,
+      the tuple of its outputs in the file's order (:attr:`output_names`),
+      each ``[..., *shape]`` with ``shape`` from :attr:`output_shapes`.
 
     Raises:
       ValueError: ``images`` or ``params`` of the wrong shape, or an unknown
@@ -1036,15 +1136,18 @@ class Network:
     layout = self._layout if isinstance(params, PackedParams) else None
     out = _apply_batched(params, images, graph=self.graph, dtype=compute, keep=frozenset(),
                          layout=layout)
-    return NetworkOutput(out[self.graph.boxes], out[self.graph.scores])
+    if self.is_detector:
+      return NetworkOutput(out[self.graph.boxes], out[self.graph.scores])
+    return tuple(out[t] for t in self.graph.outputs)
 
-  def __call__(self, images: ArrayLike, *, dtype: str | Any = "float32") -> NetworkOutput:
+  def __call__(self, images: ArrayLike, *,
+               dtype: str | Any = "float32") -> NetworkOutput | tuple[jax.Array, ...]:
     """:meth:`apply` with the stored :attr:`params` (already packed, on the default device)."""
     return self.apply(self.packed_params, images, dtype=dtype)
 
   @functools.cached_property
   def _layout(self) -> _Layout:
-    kernels = {op.inputs[1] for op in self.graph.ops if op.kind == "CONV_2D"}
+    kernels = {op.inputs[1] for op in self.graph.ops if op.kind in ("CONV_2D", "FULLY_CONNECTED")}
     layout, offset = [], 0
     for key, value in self.params.items():
       if key not in kernels:

@@ -449,7 +449,8 @@ def detect_images(images: ArrayLike, config: Any, *, max_detections: int,
     (:func:`~jaxanchors.detections.to_pixels` converts).
 
   Raises:
-    ValueError: a preset without a model and no ``network``, images whose
+    ValueError: a preset without a model and no ``network``, a network that
+      is not an SSD detector, images whose
       shape is not ``[..., H, W, 3]``, or a bad ``min_score_thresh`` (see
       :func:`detect`).
   """
@@ -461,6 +462,7 @@ def detect_images(images: ArrayLike, config: Any, *, max_detections: int,
     if preset.model is None:
       raise ValueError(f"preset {preset.name!r} has no shipped model; pass network=")
     network = _shipped_network(preset.model)
+  network.check_detector()
   if tuple(network.input_size) != preset.input_size:
     raise ValueError(f"network input size {network.input_size} differs from preset "
                      f"{preset.name!r}'s {preset.input_size}")

@@ -46,3 +46,19 @@ def test_readme_two_stage_block_runs():
   want = case.arrays["associated_rects"]
   np.testing.assert_allclose(got[:, :4], want[:, :4], rtol=0, atol=1e-6)
   np.testing.assert_allclose(got[:, 4], want[:, 4], rtol=0, atol=1e-5)
+  # The second stage: the hand landmark network on those crops gives LiteRT's outputs
+  # (within 1e-5 of each output's scale).
+  litert = pytest.importorskip("ai_edge_litert.interpreter", reason="LiteRT is the oracle")
+  from jaxanchors import models  # pylint: disable=import-outside-toplevel
+  rects, landmarks, presence = scope["hands"](rd.photo(case))
+  assert landmarks.shape == (2, 63) and presence.shape == (2, 1)
+  it = litert.Interpreter(model_path=str(models.model_path("hand_landmark_full")))
+  it.allocate_tensors()
+  outputs = it.get_output_details()
+  for i in range(2):
+    it.set_tensor(it.get_input_details()[0]["index"], np.asarray(crops[i:i + 1]))
+    it.invoke()
+    for ours, detail in ((landmarks, outputs[0]), (presence, outputs[1])):
+      want_i = it.get_tensor(detail["index"])[0]
+      scale = np.abs(want_i).max()
+      assert np.abs(np.asarray(ours[i]) - want_i).max() <= 1e-5 * scale, (i, detail["name"])
