@@ -1,4 +1,5 @@
-"""MediaPipe's detector networks: the JAX translation against LiteRT, same frames, same run.
+"""MediaPipe's networks (detectors and landmark models): the JAX translation against
+LiteRT, same frames, same run.
 
 For each model and batch size B, the time per frame of
 
@@ -15,7 +16,8 @@ and the compile time of ours for that shape (trace, lower and compile). Calls
 are interleaved and repeated; the table shows the median of the repeats.
 
 Run: ``python benchmarks/bench_networks.py`` (needs ``pip install -e '.[models]'``);
-``--models all`` for all five, ``--batches 1,8,64``, ``--kernels`` to list the
+``--models all`` for all ten (``--models hand_landmark_full,face_landmark``
+for some), ``--batches 1,8,64``, ``--kernels`` to list the
 XLA:CPU kernels of the B=1 program (see ``tools/xla_kernels.py``).
 """
 
@@ -40,11 +42,19 @@ from jaxanchors import models  # noqa: E402
 
 
 def litert_runner(name: str, threads: int | None):
-  model = models.TFLiteModel.from_name(name, num_threads=threads)
+  """Frame by frame through LiteRT's interpreter, outputs copied out (any model)."""
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  it = Interpreter(model_path=str(models.model_path(name)), num_threads=threads)
+  it.allocate_tensors()
+  index = it.get_input_details()[0]["index"]
+  outputs = [d["index"] for d in it.get_output_details()]
 
   def run(frames: np.ndarray) -> None:
     for i in range(frames.shape[0]):
-      model(frames[i:i + 1])
+      it.set_tensor(index, frames[i:i + 1])
+      it.invoke()
+      for o in outputs:
+        it.get_tensor(o)
   return run
 
 

@@ -143,8 +143,8 @@ def decoder_cases(draw):
 
 
 # Each example compiles three programs; the presets and the hand-written cases
-# below cover the same code paths, so CI draws 20 examples (dev: 300).
-@sweep(20)
+# below cover the same code paths, so CI draws 12 examples (dev: 300).
+@sweep(12)
 @given(decoder_cases())
 def test_matches_reference_on_random_cases(case):
   check_against_reference(*case)

@@ -25,8 +25,9 @@ def _load_example():
 
 def test_training_reduces_loss_and_reaches_recall():
   example = _load_example()
-  # 200 steps: the loss falls about 20x and recall is about 0.97 (the margins below are wide).
-  result = example.main(steps=200, seed=0, verbose=False)
+  # 150 steps: the held-out loss falls 15.4x and recall is 0.956 here (the margins below
+  # are wide).
+  result = example.main(steps=150, seed=0, verbose=False)
   # Issue 6's acceptance: the held-out loss falls at least 5x and recall at IoU 0.5 on
   # held-out synthetic images is at least 0.9.
   assert result["final_loss"] * 5 <= result["initial_loss"], result
