@@ -18,6 +18,10 @@ Modules:
   prelu, pad, add, fully connected, logistic, mean, concatenation, reshape,
   densify); written from TFLite's reference kernels rather than the spec, and
   checked against LiteRT.
+* ``landmarks`` -- TensorsToLandmarks, LandmarkLetterboxRemoval,
+  LandmarkProjection (NORM_RECT with or without IMAGE_DIMENSIONS, and
+  PROJECTION_MATRIX) and WorldLandmarkProjection; written from MediaPipe's C++
+  sources (the spec covers only the NORM_RECT projection, §7.4).
 
 Option dictionaries use the MediaPipe proto field names as keys. A key that is
 absent means "not set" (proto default, or has-bit unset where the spec says
