@@ -125,3 +125,29 @@ def divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   """
   shape = jnp.broadcast_shapes(jnp.shape(numerator), jnp.shape(denominator))
   return numerator / jax.lax.optimization_barrier(jnp.broadcast_to(denominator, shape))
+
+
+def libm(fn, *args: jax.Array) -> jax.Array:
+  """A float32 ``atan2``/``sin``/``cos``: the float64 result rounded (nearly always the
+  correctly rounded float32). XLA's float32 versions can be a few ulps off; the C
+  library's ``atan2f`` (glibc 2.36) is not always correctly rounded either, so
+  rotations may still differ from MediaPipe's by an ulp or two (docs/semantics.md §7.7).
+  """
+  with jax.enable_x64(True):
+    return fn(*(a.astype(jnp.float64) for a in args)).astype(jnp.float32)
+
+
+def exact_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+  """The correctly rounded float32 quotient, whatever XLA rewrites around it.
+
+  Computed in float64 (enabled locally) and rounded once: the float64 quotient,
+  even as XLA's ``a * (1 / b)``, is within far less of the exact one than a
+  float32 quotient can lie from a float32 rounding boundary, so the rounding
+  gives IEEE float32 division's result. Unlike :func:`divide` this holds under
+  ``vmap`` too, where the divisor is broadcast outside any barrier. Needs a
+  device with float64 (CPU and GPU).
+  """
+  with jax.enable_x64(True):
+    quotient = jnp.asarray(numerator).astype(jnp.float64) / jnp.asarray(denominator).astype(
+        jnp.float64)
+    return quotient.astype(jnp.float32)

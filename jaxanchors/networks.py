@@ -1147,7 +1147,8 @@ class Network:
 
   @functools.cached_property
   def _layout(self) -> _Layout:
-    kernels = {op.inputs[1] for op in self.graph.ops if op.kind in ("CONV_2D", "FULLY_CONNECTED")}
+    kernels = {op.inputs[1] for op in self.graph.ops
+               if op.kind in ("CONV_2D", "FULLY_CONNECTED")}
     layout, offset = [], 0
     for key, value in self.params.items():
       if key not in kernels:

@@ -225,16 +225,6 @@ def _normalize_radians(angle: jax.Array) -> jax.Array:
   return out
 
 
-def _libm(fn, *args: jax.Array) -> jax.Array:
-  """A float32 ``atan2``/``sin``/``cos``: the float64 result rounded (nearly always the
-  correctly rounded float32). XLA's float32 versions can be a few ulps off; the C
-  library's ``atan2f`` (glibc 2.36) is not always correctly rounded either, so
-  rotations may still differ from MediaPipe's by an ulp or two (docs/semantics.md §7.7).
-  """
-  with jax.enable_x64(True):
-    return fn(*(a.astype(jnp.float64) for a in args)).astype(jnp.float32)
-
-
 def _image_size(image_size, lead: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
   size = jnp.asarray(image_size)
   if size.shape[-1:] != (2,) or not (jnp.issubdtype(size.dtype, jnp.integer)
@@ -316,7 +306,7 @@ def _to_rects(det: Detections, options: RectOptions, img_h: jax.Array, img_w: ja
   if start is not None:
     x0, y0 = _mul(kp[..., start, 0], img_w), _mul(kp[..., start, 1], img_h)
     x1, y1 = _mul(kp[..., end, 0], img_w), _mul(kp[..., end, 1], img_h)
-    angle = jnp.float32(options.target_angle) - _libm(jnp.arctan2, -(y1 - y0), x1 - x0)
+    angle = jnp.float32(options.target_angle) - _geometry.libm(jnp.arctan2, -(y1 - y0), x1 - x0)
     rotation = _normalize_radians(angle)
   else:
     rotation = jnp.zeros_like(xc)
@@ -330,7 +320,7 @@ def _transform(xc, yc, w, h, rotation, options: RectOptions, img_h, img_w):
   """``RectTransformationCalculator`` on a normalised rect (§7.2)."""
   sx, sy = jnp.float32(options.shift_x), jnp.float32(options.shift_y)
   if options.shift_x or options.shift_y:
-    c, s = _libm(jnp.cos, rotation), _libm(jnp.sin, rotation)
+    c, s = _geometry.libm(jnp.cos, rotation), _geometry.libm(jnp.sin, rotation)
     x_shift = _div(_mul(_mul(_mul(img_w, w), sx), c) - _mul(_mul(_mul(img_h, h), sy), s), img_w)
     y_shift = _div(_mul(_mul(_mul(img_w, w), sx), s) + _mul(_mul(_mul(img_h, h), sy), c), img_h)
     upright = rotation == 0
@@ -436,7 +426,7 @@ def _pad_roi(w, h, options: ImageToTensorOptions):
 def _sub_rect_matrix(cx, cy, w, h, rotation, img_w: int, img_h: int):
   """``GetRotatedSubRectToRectTransformMatrix`` (no flip), float32: ``[..., 4, 4]``."""
   a, b = w, h
-  c, d = _libm(jnp.cos, rotation), _libm(jnp.sin, rotation)
+  c, d = _geometry.libm(jnp.cos, rotation), _geometry.libm(jnp.sin, rotation)
   g, hh = _F32(1) / _F32(img_w), _F32(1) / _F32(img_h)
   zero, one = jnp.zeros_like(a), jnp.ones_like(a)
   m03 = _mul(_mul(_F32(-0.5), a), c) + _mul(_mul(_F32(0.5), b), d) + cx
@@ -704,7 +694,7 @@ def _project(lm, rects: Rects):
   expand = lambda a: jnp.asarray(a, jnp.float32)[..., None]  # noqa: E731
   angle = expand(rects.rotation)
   x, y = lm[..., 0] - _F32(0.5), lm[..., 1] - _F32(0.5)
-  c, s = _libm(jnp.cos, angle), _libm(jnp.sin, angle)
+  c, s = _geometry.libm(jnp.cos, angle), _geometry.libm(jnp.sin, angle)
   nx = _mul(c, x) - _mul(s, y)
   ny = _mul(s, x) + _mul(c, y)
   nx = _mul(nx, expand(rects.width)) + expand(rects.x_center)

@@ -1,0 +1,168 @@
+"""Landmark tensors to landmarks (``jaxanchors.landmarks``): against the NumPy reference
+(``tests/reference/landmarks.py``) and MediaPipe's recorded landmark graphs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxanchors import landmarks as lm
+from reference import landmarks as ref
+
+F32 = np.float32
+
+
+def _ref_options(options: lm.LandmarkOptions) -> dict:
+  d = {"num_landmarks": options.num_landmarks, "flip_vertically": options.flip_vertically,
+       "flip_horizontally": options.flip_horizontally, "normalize_z": options.normalize_z,
+       "visibility_activation": options.visibility_activation.name,
+       "presence_activation": options.presence_activation.name}
+  if options.input_image_width is not None:
+    d["input_image_width"] = options.input_image_width
+  if options.input_image_height is not None:
+    d["input_image_height"] = options.input_image_height
+  return d
+
+
+def _as_arrays(ref_list: list, num: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+  points = np.array([[p["x"], p["y"], p["z"]] for p in ref_list], F32).reshape(num, 3)
+  vis = np.array([p["visibility"] for p in ref_list], F32) if "visibility" in ref_list[0] else None
+  pres = np.array([p["presence"] for p in ref_list], F32) if "presence" in ref_list[0] else None
+  return points, vis, pres
+
+
+def _assert_equal_to_reference(got: lm.Landmarks, want_list: list, num: int) -> None:
+  points, vis, pres = _as_arrays(want_list, num)
+  np.testing.assert_array_equal(np.asarray(got.points), points)
+  for ours, theirs in ((got.visibility, vis), (got.presence, pres)):
+    assert (ours is None) == (theirs is None)
+    if theirs is not None:
+      np.testing.assert_array_equal(np.asarray(ours), theirs)
+
+
+CASES = {
+    "hand": (lm.GRAPH_OPTIONS["hand_landmark"], 3),
+    "hand world": (lm.GRAPH_OPTIONS["hand_world_landmark"], 3),
+    "face": (lm.GRAPH_OPTIONS["face_landmark"], 3),
+    "pose": (lm.GRAPH_OPTIONS["pose_landmark"], 5),
+    "flips": (lm.LandmarkOptions(num_landmarks=7, input_image_width=96, input_image_height=64,
+                                 flip_horizontally=True, flip_vertically=True,
+                                 normalize_z=0.3), 3),
+    "two values": (lm.LandmarkOptions(num_landmarks=5, input_image_width=33,
+                                      input_image_height=17), 2),
+    "four values, sigmoid": (lm.LandmarkOptions(num_landmarks=6, input_image_width=50,
+                                                input_image_height=70,
+                                                visibility_activation="SIGMOID"), 4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_decode_equals_the_reference_bit_for_bit(name):
+  """Normalised and absolute landmarks of 3 regions, each region's tensor through the
+  reference one at a time; a few values beyond num_landmarks x D are ignored."""
+  options, dims = CASES[name]
+  rng = np.random.default_rng(len(name))
+  values = options.num_landmarks * dims + (2 if name == "flips" else 0)
+  raw = rng.normal(0, 80, (3, values)).astype(F32)
+  for k in range(3, dims):   # visibility and presence logits: see test_subnormal_sigmoid
+    raw[:, k::dims] = rng.normal(0, 8, raw[:, k::dims].shape)
+  sized = options.input_image_width is not None
+  for normalized in ((True, False) if sized else (False,)):
+    got = lm.decode_landmarks(raw, options, normalized=normalized)
+    assert got.points.shape == (3, options.num_landmarks, 3)
+    for r in range(3):
+      want_abs, want_norm = ref.tensors_to_landmarks(
+          raw[r], _ref_options(options),
+          outputs=("NORM_LANDMARKS",) if normalized else ("LANDMARKS",))
+      want = want_norm if normalized else want_abs
+      _assert_equal_to_reference(jax.tree.map(lambda a, r=r: a[r], got), want,
+                                 options.num_landmarks)
+
+
+def test_letterbox_removal_and_world_projection_equal_the_reference():
+  rng = np.random.default_rng(5)
+  options = lm.GRAPH_OPTIONS["pose_landmark"]
+  raw = rng.normal(0, 60, (4, 39 * 5)).astype(F32)
+  raw[:, 3::5], raw[:, 4::5] = rng.normal(0, 8, (2, 4, 39))
+  decoded = lm.decode_landmarks(raw, options)
+  padding = np.array([[0.0, 0.125, 0.0, 0.125], [0.1, 0.0, 0.2, 0.0], [0, 0, 0, 0],
+                      [0.05, 0.07, 0.03, 0.01]], F32)
+  removed = lm.remove_letterbox(decoded, padding)
+  world = lm.project_world_landmarks(lm.decode_landmarks(raw, options, normalized=False),
+                                     np.array([0.3, -2.0, 0.0, 3.1], F32))
+  for r in range(4):
+    _, norm = ref.tensors_to_landmarks(raw[r], _ref_options(options), outputs=("NORM_LANDMARKS",))
+    _assert_equal_to_reference(jax.tree.map(lambda a, r=r: a[r], removed),
+                               ref.remove_landmark_letterbox(norm, padding[r]), 39)
+  rotations = [0.3, -2.0, 0.0, 3.1]
+  for r in range(4):
+    absolute, _ = ref.tensors_to_landmarks(raw[r], _ref_options(options), outputs=("LANDMARKS",))
+    want = ref.world_landmark_projection(absolute, {"rotation": F32(rotations[r])})
+    points, _, _ = _as_arrays(want, 39)
+    # cos and sin: rounded from float64 here, the C library's float versions in the
+    # reference: an ulp apart at most, so the products by up to 1 ulp of the landmark.
+    np.testing.assert_allclose(np.asarray(world.points[r]), points, rtol=2.4e-7, atol=0)
+
+
+def test_subnormal_sigmoid_is_flushed_on_cpu():
+  """A sigmoid below float32's smallest normal (logits under about -87.3) is a subnormal
+  in MediaPipe's C++ (logits from -87.3 to -88.7; below, exp overflows and it is 0) and 0
+  here where the device flushes subnormals (XLA:CPU does);
+  above it the values are MediaPipe's."""
+  options = lm.LandmarkOptions(num_landmarks=1, input_image_width=8, input_image_height=8,
+                               visibility_activation="SIGMOID")
+  raw = np.array([[1, 2, 3, -87.0], [1, 2, 3, -88.0]], F32)
+  got = np.asarray(lm.decode_landmarks(raw, options).visibility)[:, 0]
+  want = [ref.tensors_to_landmarks(r, _ref_options(options), outputs=("NORM_LANDMARKS",))[1][0]
+          ["visibility"] for r in raw]
+  assert got[0] == want[0] and got[0] > np.finfo(F32).tiny
+  assert 0 < want[1] < np.finfo(F32).tiny
+  if jax.default_backend() == "cpu":
+    assert got[1] == 0
+
+
+def test_jit_vmap_and_leading_dimensions():
+  options = lm.GRAPH_OPTIONS["hand_landmark"]
+  raw = np.random.default_rng(1).normal(0, 100, (2, 3, 63)).astype(F32)
+  whole = lm.decode_landmarks(raw, options)
+  assert whole.points.shape == (2, 3, 21, 3) and whole.visibility is None
+  mapped = jax.vmap(lambda r: lm.decode_landmarks(r, options))(raw)
+  np.testing.assert_array_equal(mapped.points, whole.points)   # true divisions under vmap too
+  np.testing.assert_array_equal(whole.points[..., 0], raw[..., 0::3] / F32(224))
+  jitted = jax.jit(lambda r: lm.decode_landmarks(r, options))(raw)
+  np.testing.assert_array_equal(jitted.points, whole.points)
+
+
+def test_bad_input_names_the_argument_and_value():
+  options = lm.GRAPH_OPTIONS["hand_landmark"]
+  with pytest.raises(ValueError, match="raw has 20 values per region, fewer than "
+                     "num_landmarks=21"):
+    lm.decode_landmarks(np.zeros((2, 20), F32), options)
+  with pytest.raises(TypeError, match="raw must be a float32 array, got dtype int32"):
+    lm.decode_landmarks(np.zeros((2, 63), np.int32), options)
+  with pytest.raises(TypeError, match="options must be LandmarkOptions"):
+    lm.decode_landmarks(np.zeros((2, 63), F32), {"num_landmarks": 21})
+  world = lm.GRAPH_OPTIONS["hand_world_landmark"]
+  with pytest.raises(ValueError, match="input_image_width and input_image_height are needed"):
+    lm.decode_landmarks(np.zeros((63,), F32), world)
+  with pytest.raises(ValueError, match="input_image_width and input_image_height are needed"):
+    lm.decode_landmarks(np.zeros((63,), F32), dataclasses.replace(world, flip_vertically=True),
+                        normalized=False)
+  with pytest.raises(ValueError, match="num_landmarks must be >= 1, got 0"):
+    lm.LandmarkOptions(num_landmarks=0)
+  with pytest.raises(ValueError, match="normalize_z must not be 0"):
+    lm.LandmarkOptions(num_landmarks=1, normalize_z=0.0)
+  with pytest.raises(ValueError, match="visibility_activation must be one of NONE, SIGMOID"):
+    lm.LandmarkOptions(num_landmarks=1, visibility_activation="RELU")
+  decoded = lm.decode_landmarks(np.zeros((2, 63), F32), options)
+  with pytest.raises(ValueError, match="padding must have shape"):
+    lm.remove_letterbox(decoded, np.zeros((2, 3), F32))
+  with pytest.raises(ValueError, match="padding of shape .* must broadcast"):
+    lm.remove_letterbox(decoded, np.zeros((3, 4), F32))
+  with pytest.raises(ValueError, match="rotation of shape .* must broadcast"):
+    lm.project_world_landmarks(decoded, np.zeros((5,), F32))
+  assert jnp.isfinite(lm.remove_letterbox(decoded, np.zeros((2, 4), F32)).points).all()
