@@ -6,6 +6,34 @@ detector and its landmark model: the detections it kept, the rect of each
 the rects after association, and the landmark model's input tensors (stored as
 grey levels: the tensor is ``f32(level * f32(1/255))``, which the recording
 tool checked to be exact).
+
+It also holds the landmark stage, per ROI (``R`` = ROIs, in ``crop_levels``
+order; the JSON's ``landmarks`` section says where each key comes from):
+
+* ``landmark_tensors_<k>``: ``[R, size]`` float32, output ``k`` of the
+  landmark .tflite as MediaPipe's InferenceCalculator gave it, flattened
+  (shapes in ``meta["landmarks"]["model"]["outputs"]``; pose outputs 2 and 3,
+  segmentation and heatmap, are not stored);
+* landmark lists as ``[R, L, 5]`` float32, fields ``x, y, z, visibility,
+  presence``, NaN where the proto leaves a field unset
+  (``meta["landmarks"]["fields_set"]``): ``norm_landmarks``
+  (TensorsToLandmarks, crop-normalised), ``refined_landmarks`` (pose:
+  RefineLandmarksFromHeatmap), ``letterbox_removed_landmarks`` (hand, pose),
+  ``projected_landmarks`` (LandmarkProjection, image-normalised),
+  ``world_landmarks`` and ``projected_world_landmarks`` (hand, pose), and the
+  pose's ``*_auxiliary_landmarks``;
+* ``landmarks_present`` ``[R]`` bool: the presence gate passed (score >
+  threshold). Rows of the keys above are NaN where it did not;
+  ``ungated_<key>`` holds the same calculators' results (copied into the graph
+  with the same options, fed before the gate) for every ROI, equal to
+  ``<key>`` where present;
+* ``output_landmarks`` / ``output_world_landmarks``: the graph's outputs
+  (``multi_hand_landmarks``, ``pose_landmarks``, ``multi_face_landmarks``, ...),
+  one row per present ROI.
+
+The options of these calculators (TensorsToLandmarks, LandmarkLetterboxRemoval,
+LandmarkProjection, ...) are in ``meta["options"]``; the calculators from
+TensorsToLandmarks to each output in ``meta["landmarks"]["outputs"]``.
 """
 
 from __future__ import annotations
@@ -32,6 +60,13 @@ class Case(NamedTuple):
   def crops(self) -> np.ndarray:
     """The recorded landmark-model input tensors, ``[R, h, w, 3]`` float32."""
     return self.arrays["crop_levels"].astype(np.float32) * np.float32(1.0 / 255.0)
+
+  @property
+  def landmark_tensors(self) -> dict[int, np.ndarray]:
+    """The landmark model's stored outputs, ``{k: [R, size_k]}`` float32 (output k flattened)."""
+    prefix = "landmark_tensors_"
+    found = {int(k[len(prefix):]): v for k, v in self.arrays.items() if k.startswith(prefix)}
+    return dict(sorted(found.items()))
 
 
 def load(name: str) -> Case:

@@ -40,25 +40,22 @@ def test_readme_two_stage_block_runs():
   scope = {}
   exec(code, scope)  # noqa: S102 - our own README
   case = rd.load("hand_camera_hands_rot0")
-  rects, crops = scope["hand_inputs"](rd.photo(case))
+  rects, crops, _ = scope["hand_inputs"](rd.photo(case))
   assert crops.shape == (2, 224, 224, 3)
   got = np.stack([np.asarray(a) for a in rects[:5]], -1)[np.asarray(rects.valid)]
   want = case.arrays["associated_rects"]
   np.testing.assert_allclose(got[:, :4], want[:, :4], rtol=0, atol=1e-6)
   np.testing.assert_allclose(got[:, 4], want[:, 4], rtol=0, atol=1e-5)
-  # The second stage: the hand landmark network on those crops gives LiteRT's outputs
-  # (within 1e-5 of each output's scale).
-  litert = pytest.importorskip("ai_edge_litert.interpreter", reason="LiteRT is the oracle")
-  from jaxanchors import models  # pylint: disable=import-outside-toplevel
-  rects, landmarks, presence = scope["hands"](rd.photo(case))
-  assert landmarks.shape == (2, 63) and presence.shape == (2, 1)
-  it = litert.Interpreter(model_path=str(models.model_path("hand_landmark_full")))
-  it.allocate_tensors()
-  outputs = it.get_output_details()
-  for i in range(2):
-    it.set_tensor(it.get_input_details()[0]["index"], np.asarray(crops[i:i + 1]))
-    it.invoke()
-    for ours, detail in ((landmarks, outputs[0]), (presence, outputs[1])):
-      want_i = it.get_tensor(detail["index"])[0]
-      scale = np.abs(want_i).max()
-      assert np.abs(np.asarray(ours[i]) - want_i).max() <= 1e-5 * scale, (i, detail["name"])
+  # The second stage against MediaPipe's hand presence scores (below its 0.5 gate here:
+  # no bare hand in this photo) and the landmarks it computes before that gate, in the
+  # image. The crops come from our rects (MediaPipe's within 1e-6), where 0.3% of the crop
+  # values differ by up to 5 grey levels from MediaPipe's crops; measured: presence within
+  # 5.2e-4, landmarks within 3.1e-4 of the image size. Stage by stage, on MediaPipe's own
+  # crops and tensors, test_landmarks checks the chain bit for bit.
+  rects, presence, points = scope["hands"](rd.photo(case))
+  assert points.shape == (2, 21, 3) and presence.shape == (2, 1)
+  np.testing.assert_allclose(np.asarray(presence)[:, 0], case.landmark_tensors[1][:, 0],
+                             rtol=0, atol=1e-3)
+  np.testing.assert_allclose(np.asarray(points),
+                             case.arrays["ungated_projected_landmarks"][..., :3], rtol=0,
+                             atol=1e-3)

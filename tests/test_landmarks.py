@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import mediapipe_roi_data as rd
 from jaxanchors import landmarks as lm
+from jaxanchors import presets, roi
 from reference import landmarks as ref
 
 F32 = np.float32
@@ -166,3 +168,121 @@ def test_bad_input_names_the_argument_and_value():
   with pytest.raises(ValueError, match="rotation of shape .* must broadcast"):
     lm.project_world_landmarks(decoded, np.zeros((5,), F32))
   assert jnp.isfinite(lm.remove_letterbox(decoded, np.zeros((2, 4), F32)).points).all()
+
+
+# -- MediaPipe's recorded landmark graphs ---------------------------------------------------
+
+# The TensorsToLandmarks node each graph's image landmarks come from, and the world one.
+_GRAPH_KEYS = {"hand": ("hand_landmark", "hand_world_landmark"),
+               "face": ("face_landmark", None),
+               "pose": ("pose_landmark", None)}
+
+
+def _recorded(case: rd.Case, key: str) -> lm.Landmarks:
+  """A recorded ``[R, L, 5]`` list (x, y, z, visibility, presence; NaN = unset)."""
+  a = case.arrays[key]
+  has = lambda k: bool(a.size) and not np.isnan(a[..., k]).all()  # noqa: E731
+  return lm.Landmarks(a[..., :3], a[..., 3] if has(3) else None, a[..., 4] if has(4) else None)
+
+
+def _assert_landmarks(got: lm.Landmarks, want: lm.Landmarks, atol: float = 0.0) -> None:
+  for ours, theirs in zip(got, want):
+    assert (ours is None) == (theirs is None)
+    if theirs is not None:
+      np.testing.assert_allclose(np.asarray(ours), theirs, rtol=0, atol=atol)
+
+
+def _rects(case: rd.Case):
+  rows = case.arrays["associated_rects"].astype(F32)
+  return roi.Rects(*(jnp.asarray(rows[:, i]) for i in range(5)), jnp.ones(len(rows), bool))
+
+
+def _crop_options(case: rd.Case):
+  """The landmark model's crop options of the recorded graph's preset."""
+  return presets.get({"hand": "palm", "pose": "pose", "face": "face_short_range"}[
+      case.meta["graph"]]).roi.crop
+
+
+def test_graph_options_are_the_recorded_graphs():
+  """Each of GRAPH_OPTIONS is, field for field, a TensorsToLandmarks node of the recorded
+  graph (the options as the graph sets them; defaults left out on both sides)."""
+  seen = set()
+  for name in rd.CASES:
+    case = rd.load(name)
+    nodes = [n["options"] for n in case.meta["options"]["tensors_to_landmarks"]]
+    for key in _GRAPH_KEYS[case.meta["graph"]]:
+      if key is not None:
+        assert lm.GRAPH_OPTIONS[key].to_dict() in nodes, (name, key, nodes)
+        seen.add(key)
+  assert seen == set(lm.GRAPH_OPTIONS)
+
+
+@pytest.mark.parametrize("name", rd.CASES)
+def test_each_landmark_stage_equals_mediapipe(name):
+  """Given MediaPipe's input to each stage, its output bit for bit: decoding, letterbox
+  removal, the projection to the image and the world landmarks' rotation (on these runs
+  the float64-rounded cos and sin equal the C library's)."""
+  case = rd.load(name)
+  graph = case.meta["graph"]
+  rects = _rects(case)
+  if not len(case.arrays["associated_rects"]):
+    pytest.skip("MediaPipe found nothing in this photo")
+  tensors = case.landmark_tensors
+  image_key, world_key = _GRAPH_KEYS[graph]
+  decoded = lm.decode_landmarks(tensors[0], lm.GRAPH_OPTIONS[image_key])
+  _assert_landmarks(decoded, _recorded(case, "ungated_norm_landmarks"))
+  if graph == "pose":   # refined from the heatmap first (not part of the package)
+    removed_in = _recorded(case, "ungated_refined_landmarks")
+    removed_in = jax.tree.map(lambda a: a[:, :33], removed_in)
+  else:
+    removed_in = decoded
+  if "ungated_letterbox_removed_landmarks" in case.arrays:
+    _, transform = roi.crop(rd.photo(case), rects, _crop_options(case))
+    removed = lm.remove_letterbox(removed_in, transform.padding)
+    _assert_landmarks(removed, _recorded(case, "ungated_letterbox_removed_landmarks"))
+    projected_in = _recorded(case, "ungated_letterbox_removed_landmarks")
+  else:
+    projected_in = decoded
+  projected = roi.project_landmarks(projected_in.points, rects)
+  want = _recorded(case, "ungated_projected_landmarks")
+  np.testing.assert_array_equal(np.asarray(projected), want.points)
+  if world_key is not None:
+    world = lm.decode_landmarks(tensors[3], lm.GRAPH_OPTIONS[world_key], normalized=False)
+    _assert_landmarks(world, _recorded(case, "ungated_world_landmarks"))
+    turned = lm.project_world_landmarks(world, rects.rotation)
+    _assert_landmarks(turned, _recorded(case, "ungated_projected_world_landmarks"))
+
+
+@pytest.mark.parametrize("name", ["hand_astronaut_tall_rot0", "face_faces2_rot30",
+                                  "pose_astronaut_rot30"])
+def test_second_stage_through_the_jax_network_equals_mediapipe(name):
+  """MediaPipe's crops through our landmark network, then decoding, letterbox removal and
+  projection: MediaPipe's landmarks in the image within 2e-5 (the network's float32
+  rounding: its outputs equal LiteRT's within 1e-5 of their scale, 5e-5 for pose; see
+  test_networks).
+  Pose stops before its heatmap refinement, which the package does not do."""
+  pytest.importorskip("tflite", reason="the landmark networks need the 'models' extra")
+  from jaxanchors import models  # pylint: disable=import-outside-toplevel
+  case = rd.load(name)
+  graph = case.meta["graph"]
+  net = models.load_network({"hand": "hand_landmark_full", "face": "face_landmark",
+                             "pose": "pose_landmark_full"}[graph])
+  outputs = net(case.crops)
+  raw = np.asarray(outputs[0]).reshape(len(case.crops), -1)
+  want_raw = case.landmark_tensors[0]
+  # As in test_networks: pose's deeper sums round further apart (2.5e-5 there).
+  scale = 5e-5 if graph == "pose" else 1e-5
+  assert np.abs(raw - want_raw).max() <= scale * np.abs(want_raw).max()
+  options = lm.GRAPH_OPTIONS[_GRAPH_KEYS[graph][0]]
+  decoded = lm.decode_landmarks(jnp.asarray(raw), options)
+  if graph == "pose":
+    _assert_landmarks(decoded, _recorded(case, "ungated_norm_landmarks"), atol=2e-5)
+    return
+  rects = _rects(case)
+  if graph == "hand":
+    _, transform = roi.crop(rd.photo(case), rects, _crop_options(case))
+    decoded = lm.remove_letterbox(decoded, transform.padding)
+  projected = roi.project_landmarks(decoded.points, rects)
+  want = case.arrays["ungated_projected_landmarks"][..., :3]
+  np.testing.assert_allclose(np.asarray(projected), want, rtol=0, atol=2e-5)
+  assert np.abs(np.asarray(projected) - want).max() > 0   # not the same arithmetic by chance

@@ -1209,6 +1209,11 @@ def _dumps(doc: dict) -> str:
 # Kept apart from the detector recording above; writes tests/data/mediapipe_roi/.
 # ---------------------------------------------------------------------------
 
+# Stream prefixes of the pose graph's landmark subgraphs (TensorsToPoseLandmarksAndSegmentation,
+# PoseLandmarksAndSegmentationInverseProjection), as MediaPipe's expansion names them.
+_POSE_T = "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__"
+_POSE_P = "poselandmarkbyroicpu__poselandmarksandsegmentationinverseprojection__"
+
 ROI_GRAPHS: dict[str, dict] = {
     "hand": {
         "binarypb": "mediapipe/modules/hand_landmark/hand_landmark_tracking_cpu.binarypb",
@@ -1216,6 +1221,21 @@ ROI_GRAPHS: dict[str, dict] = {
         "detections": "palm_detections", "rects": "hand_rects_from_palm_detections",
         "associated": "hand_rects", "roi_output": "hand_rect_from_palm_detection",
         "tensor": [224, 224],
+        "landmarks": {
+            "tflite": "mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
+            "per_roi": {
+                "norm_landmarks": "handlandmarkcpu__landmarks",
+                "letterbox_removed_landmarks": "handlandmarkcpu__scaled_landmarks",
+                "projected_landmarks": "single_hand_landmarks",
+                "world_landmarks": "handlandmarkcpu__unprojected_world_landmarks",
+                "projected_world_landmarks": "single_hand_world_landmarks",
+            },
+            "outputs": {"output_landmarks": "multi_hand_landmarks",
+                        "output_world_landmarks": "multi_hand_world_landmarks"},
+            "chains": {"output_landmarks": "norm_landmarks",
+                       "output_world_landmarks": "world_landmarks"},
+            "shape_only": {},
+        },
     },
     "pose": {
         "binarypb": "mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb",
@@ -1225,6 +1245,26 @@ ROI_GRAPHS: dict[str, dict] = {
         "detections": "pose_detection", "rects": None,
         "associated": "pose_rect", "roi_output": "pose_rect_from_detection",
         "tensor": [256, 256],
+        "landmarks": {
+            "tflite": "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+            "per_roi": {
+                "norm_landmarks": _POSE_T + "raw_landmarks",
+                "refined_landmarks": _POSE_T + "all_landmarks",
+                "letterbox_removed_landmarks": _POSE_P + "adjusted_landmarks",
+                "letterbox_removed_auxiliary_landmarks": _POSE_P + "adjusted_auxiliary_landmarks",
+                "projected_landmarks": "unfiltered_pose_landmarks",
+                "projected_auxiliary_landmarks": "unfiltered_auxiliary_landmarks",
+                "world_landmarks": _POSE_T + "all_world_landmarks",
+                "projected_world_landmarks": "unfiltered_world_landmarks",
+            },
+            "outputs": {"output_landmarks": "pose_landmarks",
+                        "output_world_landmarks": "pose_world_landmarks"},
+            "chains": {"output_landmarks": "norm_landmarks",
+                       "output_world_landmarks": "world_landmarks"},
+            "shape_only": {2: "segmentation (TensorsToSegmentation, gated off: "
+                              "enable_segmentation is false)",
+                           3: "heatmap (RefineLandmarksFromHeatmap)"},
+        },
     },
     "face": {
         "binarypb": "mediapipe/modules/face_landmark/face_landmark_front_cpu.binarypb",
@@ -1232,6 +1272,18 @@ ROI_GRAPHS: dict[str, dict] = {
         "detections": "face_detections", "rects": "face_rects_from_detections",
         "associated": "face_rects", "roi_output": "face_rect_from_detection",
         "tensor": [192, 192],
+        "landmarks": {
+            "tflite": "mediapipe/modules/face_landmark/face_landmark.tflite",
+            "per_roi": {
+                # with_attention is false: switch container c0 of FaceLandmarkCpu.
+                "norm_landmarks":
+                    "facelandmarkcpu__switchcontainer_2__c0__facelandmarkcpu__landmarks",
+                "projected_landmarks": "face_landmarks",
+            },
+            "outputs": {"output_landmarks": "multi_face_landmarks"},
+            "chains": {"output_landmarks": "norm_landmarks"},
+            "shape_only": {},
+        },
     },
 }
 
@@ -1271,13 +1323,607 @@ def rotate_photo(img: np.ndarray, degrees: int) -> np.ndarray:
   return np.ascontiguousarray(out)
 
 
+# ---------------------------------------------------------------------------
+# The landmark stage (``--roi``): the landmark model's raw outputs and the
+# landmarks the graph computes from them, per ROI, up to its outputs.
+# ---------------------------------------------------------------------------
+
+_LANDMARK_OPTION_MODULES = (
+    "mediapipe.calculators.core.gate_calculator_pb2",
+    "mediapipe.calculators.core.split_vector_calculator_pb2",
+    "mediapipe.calculators.image.warp_affine_calculator_pb2",
+    "mediapipe.calculators.tensor.tensors_to_classification_calculator_pb2",
+    "mediapipe.calculators.tensor.tensors_to_landmarks_calculator_pb2",
+    "mediapipe.calculators.tensor.tensors_to_segmentation_calculator_pb2",
+    "mediapipe.calculators.util.landmark_projection_calculator_pb2",
+    "mediapipe.calculators.util.landmarks_refinement_calculator_pb2",
+    "mediapipe.calculators.util.landmarks_smoothing_calculator_pb2",
+    "mediapipe.calculators.util.landmarks_to_detection_calculator_pb2",
+    "mediapipe.calculators.util.refine_landmarks_from_heatmap_calculator_pb2",
+    "mediapipe.calculators.util.thresholding_calculator_pb2",
+    "mediapipe.calculators.util.visibility_copy_calculator_pb2",
+    "mediapipe.calculators.util.visibility_smoothing_calculator_pb2",
+    "mediapipe.framework.formats.landmark_pb2",
+)
+
+# Option protos of calculators that may leave their options unset (defaults then apply).
+_OPTIONS_TYPE = {
+    "TensorsToLandmarksCalculator": "mediapipe.TensorsToLandmarksCalculatorOptions",
+    "LandmarkProjectionCalculator": "mediapipe.LandmarkProjectionCalculatorOptions",
+    "RefineLandmarksFromHeatmapCalculator": "mediapipe.RefineLandmarksFromHeatmapCalculatorOptions",
+    "ThresholdingCalculator": "mediapipe.ThresholdingCalculatorOptions",
+    "TensorsToFloatsCalculator": "mediapipe.TensorsToFloatsCalculatorOptions",
+    "VisibilityCopyCalculator": "mediapipe.VisibilityCopyCalculatorOptions",
+}
+
+# What the ungated copy duplicates: every node of these kinds downstream of the
+# landmark model's presence gates (stops at loops' ends, smoothing, rects).
+_UNGATED_CALCULATORS = frozenset({
+    "SwitchDemuxCalculator", "SwitchMuxCalculator", "SplitTensorVectorCalculator",
+    "TensorsToLandmarksCalculator", "RefineLandmarksFromHeatmapCalculator",
+    "LandmarksRefinementCalculator", "SplitNormalizedLandmarkListCalculator",
+    "SplitLandmarkListCalculator", "VisibilityCopyCalculator",
+    "LandmarkLetterboxRemovalCalculator", "LandmarkProjectionCalculator",
+    "WorldLandmarkProjectionCalculator"})
+UNGATED = "ungated__"
+
+# The calculator (and output tag) each per-ROI key must come from.
+_PER_ROI_SOURCE = {
+    "norm_landmarks": ("TensorsToLandmarksCalculator", "NORM_LANDMARKS"),
+    "world_landmarks": ("TensorsToLandmarksCalculator", "LANDMARKS"),
+    "refined_landmarks": ("RefineLandmarksFromHeatmapCalculator", "NORM_LANDMARKS"),
+    "letterbox_removed_landmarks": ("LandmarkLetterboxRemovalCalculator", "LANDMARKS"),
+    "letterbox_removed_auxiliary_landmarks": ("LandmarkLetterboxRemovalCalculator", "LANDMARKS"),
+    "projected_landmarks": ("LandmarkProjectionCalculator", "NORM_LANDMARKS"),
+    "projected_auxiliary_landmarks": ("LandmarkProjectionCalculator", "NORM_LANDMARKS"),
+    "projected_world_landmarks": ("WorldLandmarkProjectionCalculator", "LANDMARKS"),
+}
+LANDMARK_FIELDS = ("x", "y", "z", "visibility", "presence")
+# The per-ROI key each graph output is compared with (the last projection before it).
+_CHAIN_END = {"output_landmarks": "projected_landmarks",
+              "output_world_landmarks": "projected_world_landmarks"}
+
+
+def _sname(entry: str) -> str:
+  """The stream name of a ``TAG:index:name`` entry."""
+  return entry.split(":")[-1]
+
+
+def _stag(entry: str) -> str:
+  return entry.split(":")[0] if ":" in entry else ""
+
+
+def _renamed(entry: str, name: str) -> str:
+  parts = entry.split(":")
+  return ":".join(parts[:-1] + [name])
+
+
+def _node_options(node) -> tuple[dict | None, dict | None]:
+  """(options as the graph sets them, None if it sets none; the same plus every other
+  scalar field at its proto default, None when the calculator has no options proto)."""
+  msgs = []
+  if node.HasField("options"):
+    msgs += [value for _, value in node.options.ListFields()]
+  pool = symbol_database.Default().pool
+  for any_msg in node.node_options:
+    msg = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName(any_msg.type_url.split("/")[-1]))()
+    any_msg.Unpack(msg)
+    msgs.append(msg)
+  if len(msgs) > 1:
+    raise RuntimeError(f"{node.name}: {len(msgs)} options messages")
+  if msgs:
+    msg = msgs[0]
+  elif node.calculator in _OPTIONS_TYPE:
+    msg = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName(_OPTIONS_TYPE[node.calculator]))()
+  else:
+    return None, None
+  given = json_format.MessageToDict(msgs[0], preserving_proto_field_name=True) if msgs else None
+  full = dict(given or {})
+  for f in msg.DESCRIPTOR.fields:
+    if f.label == f.LABEL_REPEATED or f.type == f.TYPE_MESSAGE or f.containing_oneof:
+      continue
+    value = getattr(msg, f.name)
+    if f.type == f.TYPE_ENUM:
+      value = f.enum_type.values_by_number[value].name
+    full.setdefault(f.name, value)
+  return given, full
+
+
+def _describe(node) -> dict:
+  given, full = _node_options(node)
+  d = {"node": node.name, "calculator": node.calculator,
+       "input_streams": list(node.input_stream), "output_streams": list(node.output_stream)}
+  if node.input_side_packet:
+    d["input_side_packets"] = list(node.input_side_packet)
+  d["options"] = given
+  d["options_with_defaults"] = full
+  if full is None:
+    d["note"] = "the calculator has no options proto"
+  return d
+
+
+def _landmark_count(g, stream: str) -> int | None:
+  """Landmarks in a landmark-list stream, from the options of the nodes that make it."""
+  node = next((n for n in g.node if stream in [_sname(s) for s in n.output_stream]), None)
+  if node is None:
+    return None
+  if node.calculator == "TensorsToLandmarksCalculator":
+    return int(_node_options(node)[1]["num_landmarks"])
+  if node.calculator in ("SplitNormalizedLandmarkListCalculator", "SplitLandmarkListCalculator"):
+    r = _options(node)["ranges"][[_sname(s) for s in node.output_stream].index(stream)]
+    return int(r["end"]) - int(r.get("begin", 0))
+  if node.calculator == "LandmarksRefinementCalculator":
+    return None
+  ins = [s for s in node.input_stream if "LANDMARKS" in _stag(s)]
+  if node.calculator == "VisibilityCopyCalculator":
+    ins = [s for s in ins if _stag(s) == "LANDMARKS_TO"]
+  if node.calculator == "SwitchMuxCalculator":
+    ins = [s for s in node.input_stream if s.startswith("C0__")]
+  return _landmark_count(g, _sname(ins[0])) if ins else None
+
+
+def _tag_index(entries) -> list[tuple[str, int, str]]:
+  """(tag, index, stream) of each ``TAG:index:name`` / ``TAG:name`` / ``name`` entry."""
+  out, untagged = [], 0
+  for e in entries:
+    parts = e.split(":")
+    if len(parts) == 3:
+      out.append((parts[0], int(parts[1]), parts[2]))
+    elif len(parts) == 2:
+      out.append((parts[0], 0, parts[1]))
+    else:
+      out.append(("", untagged, parts[0]))
+      untagged += 1
+  return out
+
+
+def _paths(nodes, src: str, dst: str) -> list[list[tuple[int, str]]]:
+  """Every chain of nodes that carries the landmarks of stream ``src`` to stream ``dst``.
+
+  A step enters a node through an untagged input or one tagged ``*LANDMARKS*``,
+  ``ITEM`` or ``ITERABLE`` (not IMAGE_SIZE, OBJECT_SCALE_ROI, ...), and a
+  switch (SwitchDemux / SwitchMux) is left through the output of the same tag;
+  PreviousLoopback (the back edge to the next frame) is not entered.
+  """
+  found = []
+
+  def carries(tag):
+    tag = re.sub(r"^C\d+__", "", tag)
+    return tag in ("", "ITEM", "ITERABLE") or "LANDMARKS" in tag
+
+  def walk(stream, path):
+    if stream == dst:
+      found.append(path)
+      return
+    for i, n in enumerate(nodes):
+      if n.calculator == "PreviousLoopbackCalculator" or i in [j for j, _ in path]:
+        continue
+      for tag, index, name in _tag_index(n.input_stream):
+        if name != stream or not carries(tag):
+          continue
+        outs = _tag_index(n.output_stream)
+        if n.calculator == "SwitchDemuxCalculator":
+          outs = [o for o in outs if re.sub(r"^C\d+__", "", o[0]) == tag and o[1] == index]
+        elif n.calculator == "SwitchMuxCalculator":
+          outs = [o for o in outs if o[0] == re.sub(r"^C\d+__", "", tag) and o[1] == index]
+        for _, _, out in outs:
+          walk(out, path + [(i, out)])
+
+  walk(src, [])
+  return found
+
+
+def _landmark_taps(g, name: str, inference_input: str) -> dict:
+  """Adds the landmark-stage taps to ``g``; returns what to observe and how to read it.
+
+  * each output of the SplitTensorVectorCalculator(s) that split the landmark
+    model's output vector (fed directly or through a SwitchDemux) goes to a
+    ``TensorsToFloatsCalculator`` (the inference output itself is not tapped:
+    SplitTensorVector moves the tensors out and fails with "Packet isn't the
+    sole owner of the holder" when a second reader holds that packet);
+  * the nodes between the presence gates and the projections are copied with
+    streams renamed ``ungated__<stream>``, fed with the gates' inputs, so the
+    landmarks are computed (by MediaPipe's calculators, same options) for
+    ROIs the gate closes too;
+  * the rest are streams of the graph, observed as they are.
+  """
+  info = ROI_GRAPHS[name]["landmarks"]
+  if info["tflite"] not in text_format.MessageToString(g):
+    raise RuntimeError(f"{name}: {info['tflite']} is not in the expanded graph")
+  original = [calculator_pb2.CalculatorGraphConfig.Node() for _ in g.node]
+  for copy, n in zip(original, g.node):
+    copy.CopyFrom(n)
+
+  def consumers(stream):
+    return [n for n in original if stream in [_sname(s) for s in n.input_stream]]
+
+  def producer(stream):
+    found = [n for n in original if stream in [_sname(s) for s in n.output_stream]]
+    if len(found) != 1:
+      raise RuntimeError(f"{name}: {len(found)} producers of {stream}")
+    return found[0]
+
+  inf = [n for n in original if n.calculator.startswith("InferenceCalculator")
+         and _stream(n.input_stream, "TENSORS") == inference_input]
+  if len(inf) != 1:
+    raise RuntimeError(f"{name}: {len(inf)} landmark InferenceCalculators")
+  raw = _stream(inf[0].output_stream, "TENSORS")
+  feeds = {raw} | {_sname(s) for n in consumers(raw) if n.calculator == "SwitchDemuxCalculator"
+                   for s in n.output_stream}
+  splits = [n for n in original if n.calculator == "SplitTensorVectorCalculator"
+            and _sname(n.input_stream[0]) in feeds]
+  if not splits:
+    raise RuntimeError(f"{name}: no SplitTensorVectorCalculator on the landmark model's output")
+  taps = []
+  for n in splits:
+    ranges = _options(n)["ranges"]
+    if len(ranges) != len(n.output_stream):
+      raise RuntimeError(f"{n.name}: {len(ranges)} ranges, {len(n.output_stream)} outputs")
+    for r, s in zip(ranges, n.output_stream):
+      begin, end = int(r.get("begin", 0)), int(r["end"])
+      entry = {"split": n.name, "stream": _sname(s), "model_outputs": [begin, end], "tap": None}
+      if end - begin == 1:  # TensorsToFloats reads the first tensor of the vector
+        entry["tap"] = f"tap_landmark_output_{len(taps)}"
+        text_format.Merge(f"""
+          node {{ calculator: "TensorsToFloatsCalculator"
+                  input_stream: "TENSORS:{_sname(s)}" output_stream: "FLOATS:{entry['tap']}" }}
+        """, g)
+      taps.append(entry)
+
+  # Presence gates: GateCalculators whose ALLOW comes from a ThresholdingCalculator.
+  thresholds = {_stream(n.output_stream, "FLAG"): n for n in original
+                if n.calculator == "ThresholdingCalculator"}
+  gates, gate_map = [], {}
+  for n in original:
+    allow = _stream(n.input_stream, "ALLOW")
+    if n.calculator == "GateCalculator" and allow in thresholds:
+      ins = [_sname(s) for s in n.input_stream if not _stag(s)]
+      outs = [_sname(s) for s in n.output_stream if not _stag(s)]
+      gate_map.update(zip(outs, ins))
+      gates.append(n)
+  if not gates:
+    raise RuntimeError(f"{name}: no presence gate")
+  # Ungated copies, to a fixed point.
+  marked, renamed = [], {}
+  changed = True
+  while changed:
+    changed = False
+    for i, n in enumerate(original):
+      if i in marked or n.calculator not in _UNGATED_CALCULATORS:
+        continue
+      if any(_sname(s) in gate_map or _sname(s) in renamed for s in n.input_stream):
+        marked.append(i)
+        renamed.update({_sname(s): UNGATED + _sname(s) for s in n.output_stream})
+        changed = True
+  for i in sorted(marked):
+    c = g.node.add()
+    c.CopyFrom(original[i])
+    if c.name:
+      c.name = UNGATED + c.name
+    for j, s in enumerate(c.input_stream):
+      src = _sname(s)
+      c.input_stream[j] = _renamed(s, renamed.get(src, gate_map.get(src, src)))
+    for j, s in enumerate(c.output_stream):
+      c.output_stream[j] = _renamed(s, renamed[_sname(s)])
+
+  per_roi, counts = {}, {}
+  for key, stream in info["per_roi"].items():
+    calc, tag = _PER_ROI_SOURCE[key]
+    node = producer(stream)
+    if node.calculator != calc or _stream(node.output_stream, tag) != stream:
+      raise RuntimeError(f"{name}: {key} = {stream} is not {calc}'s {tag} output")
+    if stream not in renamed:
+      raise RuntimeError(f"{name}: {key} has no ungated copy")
+    per_roi[key] = {"stream": stream, "ungated_stream": renamed[stream], "node": node.name,
+                    "calculator": calc, "output_tag": tag}
+    counts[key] = _landmark_count(g, stream)
+  vector_outputs = {}  # graph output -> whether it is a vector of lists (an EndLoop's)
+  for key, stream in info["outputs"].items():
+    if stream not in [_sname(s) for s in g.output_stream]:
+      raise RuntimeError(f"{name}: {stream} is not a graph output")
+    counts[key] = counts[_CHAIN_END[key]]
+    vector_outputs[key] = producer(stream).calculator.startswith("EndLoop")
+
+  chains = {}
+  for key, start in info["chains"].items():
+    paths = _paths(original, info["per_roi"][start], info["outputs"][key])
+    if not paths:
+      raise RuntimeError(f"{name}: nothing leads from {start} to {key}")
+    chains[key] = {"from": start, "from_stream": info["per_roi"][start],
+                   "to_stream": info["outputs"][key],
+                   "paths": [[{"node": original[i].name, "calculator": original[i].calculator,
+                               "output_stream": s, "options": _node_options(original[i])[0]}
+                              for i, s in p] for p in paths]}
+
+  kinds = {"tensors_to_landmarks": "TensorsToLandmarksCalculator",
+           "landmark_letterbox_removal": "LandmarkLetterboxRemovalCalculator",
+           "landmark_projection": "LandmarkProjectionCalculator",
+           "world_landmark_projection": "WorldLandmarkProjectionCalculator",
+           "refine_landmarks_from_heatmap": "RefineLandmarksFromHeatmapCalculator",
+           "landmarks_refinement": "LandmarksRefinementCalculator",
+           "split_landmarks": ("SplitNormalizedLandmarkListCalculator",
+                               "SplitLandmarkListCalculator"),
+           "visibility_copy": "VisibilityCopyCalculator"}
+  options = {}
+  for key, calc in kinds.items():
+    found = [_describe(n) for n in original if n.calculator in (
+        calc if isinstance(calc, tuple) else (calc,))]
+    if found:
+      options[key] = found
+  options["landmark_model_split"] = [_describe(n) for n in splits]
+  options["presence_gate"] = {
+      "thresholding": [_describe(n) for n in thresholds.values()
+                       if _stream(n.output_stream, "FLAG") in
+                       [_stream(x.input_stream, "ALLOW") for x in gates]],
+      "gates": [_describe(n) for n in gates]}
+  # The presence score (TensorsToFloats -> Thresholding) and the model output behind it,
+  # traced back through SwitchMux (one candidate per switch branch).
+  thresholding = options["presence_gate"]["thresholding"]
+  if len(thresholding) != 1:
+    raise RuntimeError(f"{name}: {len(thresholding)} presence thresholds")
+  score_stream = _sname(thresholding[0]["input_streams"][0])
+
+  def sources(stream):
+    hits = [(e["model_outputs"][0], e["tap"]) for e in taps if e["stream"] == stream and e["tap"]]
+    node = producer(stream)
+    if hits or node.calculator != "SwitchMuxCalculator":
+      return hits
+    position = [_sname(s) for s in node.output_stream].index(stream)
+    tag, index, _ = _tag_index(node.output_stream)[position]
+    return [hit for t, i, s in _tag_index(node.input_stream)
+            if re.fullmatch(r"C\d+__" + re.escape(tag), t) and i == index for hit in sources(s)]
+
+  flt = producer(score_stream)
+  options["presence_gate"]["score"] = _describe(flt)
+  presence = {"stream": score_stream, "from_tensor_stream": _stream(flt.input_stream, "TENSORS"),
+              "candidates": sources(_stream(flt.input_stream, "TENSORS"))}
+  if not presence["candidates"]:
+    raise RuntimeError(f"{name}: the presence score comes from no tapped model output")
+
+  observe = [e["tap"] for e in taps if e["tap"]] + [score_stream]
+  for d in per_roi.values():
+    observe += [d["stream"], d["ungated_stream"]]
+  observe += list(info["outputs"].values())
+  for c in chains.values():
+    observe += [s["output_stream"] for p in c["paths"] for s in p]
+  for found in options.values():
+    for d in (found if isinstance(found, list) else [found["score"], *found["thresholding"],
+                                                     *found["gates"]]):
+      observe += [_sname(s) for s in d["output_streams"]]
+  return {"inference": {"node": inf[0].name, "output_stream": raw}, "taps": taps,
+          "per_roi": per_roi, "outputs": dict(info["outputs"]), "counts": counts,
+          "vector_outputs": vector_outputs,
+          "chains": chains, "options": options, "presence": presence,
+          "observe": list(dict.fromkeys(observe))}
+
+
+def _landmark_rows(protos, count: int) -> np.ndarray:
+  """NormalizedLandmarkList / LandmarkList protos -> [n, count, 5] float32, NaN where unset."""
+  out = np.full((len(protos), count, len(LANDMARK_FIELDS)), np.nan, np.float32)
+  for i, p in enumerate(protos):
+    if len(p.landmark) != count:
+      raise RuntimeError(f"{len(p.landmark)} landmarks, expected {count}")
+    for j, lm in enumerate(p.landmark):
+      out[i, j] = [getattr(lm, f) if lm.HasField(f) else np.nan for f in LANDMARK_FIELDS]
+  return out
+
+
+def record_landmarks(name: str, lm: dict, got: dict, roi_ts: list[int], crops: np.ndarray,
+                     image_hw: tuple[int, int]) -> tuple[dict, dict, dict]:
+  """The landmark stage of one case: (arrays, JSON section, options for ``options``)."""
+  info = ROI_GRAPHS[name]["landmarks"]
+  n_roi = len(roi_ts)
+  if roi_ts != sorted(set(roi_ts)):
+    raise RuntimeError(f"{name}: ROI timestamps {roi_ts} are not increasing")
+
+  def by_roi(stream):
+    d = {}
+    for p in got[stream]:
+      ts = p.timestamp.value
+      if ts in d or ts not in roi_ts:
+        raise RuntimeError(f"{stream}: packet at {ts}, ROIs at {roi_ts}")
+      d[ts] = p
+    return d
+
+  # Raw model outputs, checked against LiteRT on the recorded crops.
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  it = Interpreter(model_path=str(SITE / info["tflite"]))
+  it.allocate_tensors()
+  details = it.get_output_details()
+  lite = []
+  for crop in crops:
+    it.set_tensor(it.get_input_details()[0]["index"],
+                  (crop.astype(np.float32) * np.float32(1.0 / 255.0))[None])
+    it.invoke()
+    lite.append([it.get_tensor(d["index"]).copy() for d in details])
+  arrays, outputs_doc, litert = {}, [], {}
+  for k, d in enumerate(details):
+    shape = [int(v) for v in d["shape"]]
+    size = int(np.prod(shape))
+    active = [e for e in lm["taps"] if e["tap"] and e["model_outputs"][0] == k
+              and got[e["tap"]]]
+    if len(active) > 1:
+      raise RuntimeError(f"{name}: output {k} arrives on {len(active)} taps")
+    if n_roi and not active:
+      raise RuntimeError(f"{name}: output {k} was not tapped")
+    values = np.zeros((n_roi, size), np.float32)
+    if active:
+      packets = by_roi(active[0]["tap"])
+      if sorted(packets) != roi_ts:
+        raise RuntimeError(f"{name}: output {k} on {sorted(packets)}, ROIs on {roi_ts}")
+      for i, ts in enumerate(roi_ts):
+        v = np.asarray(packet_getter.get_float_list(packets[ts]), np.float32)
+        if v.size != size:
+          raise RuntimeError(f"{name}: output {k} has {v.size} values, LiteRT shape {shape}")
+        values[i] = v
+    litert[str(k)] = _max_abs(values, np.stack([o[k].reshape(-1) for o in lite])
+                              if n_roi else values)
+    key = None if k in info["shape_only"] else f"landmark_tensors_{k}"
+    if key:
+      arrays[key] = values
+    splits = [e for e in lm["taps"] if e["model_outputs"][0] <= k < e["model_outputs"][1]]
+    outputs_doc.append({
+        "index": k, "tflite_name": d["name"], "shape": shape, "npz_key": key,
+        **({"not_stored": info["shape_only"][k]} if k in info["shape_only"] else {}),
+        "split_streams": [{"split": e["split"], "stream": e["stream"],
+                           "range": e["model_outputs"], "emitted": bool(e["tap"] and got[e["tap"]])}
+                          for e in splits]})
+  if max(litert.values(), default=0.0) > 1e-4:
+    raise RuntimeError(f"{name}: LiteRT disagrees with MediaPipe's landmark model: {litert}")
+
+  # Landmarks per ROI: the graph's own streams (NaN rows where the gate closed) and
+  # the ungated copies (every ROI).
+  present = None
+  per_roi_doc, fields_set, checks = {}, {}, {"ungated_equals_graph_where_present": {}}
+  for key, d in lm["per_roi"].items():
+    count = lm["counts"][key]
+    graph_packets, ungated_packets = by_roi(d["stream"]), by_roi(d["ungated_stream"])
+    mask = np.array([ts in graph_packets for ts in roi_ts], bool)
+    if present is None:
+      present = mask
+    elif not np.array_equal(mask, present):
+      raise RuntimeError(f"{name}: {key} is present for {mask}, norm_landmarks for {present}")
+    if sorted(ungated_packets) != roi_ts:
+      raise RuntimeError(f"{name}: ungated {key} on {sorted(ungated_packets)}, ROIs {roi_ts}")
+    full = np.full((n_roi, count, len(LANDMARK_FIELDS)), np.nan, np.float32)
+    rows = _landmark_rows([packet_getter.get_proto(graph_packets[ts])
+                           for ts in roi_ts if ts in graph_packets], count)
+    full[mask] = rows
+    ungated = _landmark_rows([packet_getter.get_proto(ungated_packets[ts]) for ts in roi_ts],
+                             count)
+    same = bool(np.array_equal(ungated[mask], full[mask], equal_nan=True))
+    checks["ungated_equals_graph_where_present"][key] = same
+    if not same:
+      raise RuntimeError(f"{name}: the ungated copy of {key} differs from the graph's")
+    arrays[key] = full
+    arrays[UNGATED.rstrip("_") + "_" + key] = ungated
+    fields_set[key] = [f for j, f in enumerate(LANDMARK_FIELDS)
+                       if n_roi and not np.isnan(ungated[..., j]).all()]
+    if any(np.isnan(ungated[..., LANDMARK_FIELDS.index(f)]).any() for f in fields_set[key]):
+      raise RuntimeError(f"{name}: {key} sets a field on some landmarks only")
+    per_roi_doc[key] = {**d, "num_landmarks": count}
+  arrays["landmarks_present"] = present
+
+  # The graph's outputs: one list per present ROI (hand, face: EndLoop vectors), or the
+  # single pose list.
+  outputs_doc_final = {}
+  checks["output_minus_chain_end_max_abs_diff"] = {}
+  for key, stream in lm["outputs"].items():
+    packets = got[stream]
+    if len(packets) > 1:
+      raise RuntimeError(f"{name}: {len(packets)} packets on {stream}")
+    protos = []
+    if packets:
+      protos = (packet_getter.get_proto_list(packets[0]) if lm["vector_outputs"][key]
+                else [packet_getter.get_proto(packets[0])])
+    count = lm["counts"][key]
+    arrays[key] = _landmark_rows(protos, count)
+    chain = lm["chains"][key]
+    end = _CHAIN_END[key]
+    want = arrays[end][present]
+    if want.shape != arrays[key].shape:
+      raise RuntimeError(f"{name}: {key} {arrays[key].shape}, present {end} {want.shape}")
+    checks["output_minus_chain_end_max_abs_diff"][key] = _max_abs(
+        np.nan_to_num(arrays[key], nan=0.0), np.nan_to_num(want, nan=0.0))
+    if not np.array_equal(np.isnan(arrays[key]), np.isnan(want)):
+      raise RuntimeError(f"{name}: {key} and {end} set different fields")
+    fields_set[key] = [f for j, f in enumerate(LANDMARK_FIELDS)
+                       if len(protos) and not np.isnan(arrays[key][..., j]).all()]
+    # The chain from the TensorsToLandmarks output to this output, with what each step
+    # emitted on this run (0 packets: a switch branch not taken, or the gate closed).
+    paths = [[{**s, "packets": len(got[s["output_stream"]])} for s in p] for p in chain["paths"]]
+    taken = [p for p in paths if all(s["packets"] for s in p)]
+    if len(taken) > 1:
+      raise RuntimeError(f"{name}: {len(taken)} paths to {key} emitted")
+    if any(s["calculator"] == "LandmarksSmoothingCalculator" for s in (taken or paths)[0]) and (
+        key == "output_landmarks"):
+      # Even with no_filter, LandmarksSmoothing takes normalized landmarks to pixels and
+      # back: x * w / w, y * h / h, z * w / w in float32.
+      h, w = np.float32(image_hw[0]), np.float32(image_hw[1])
+      trip = want.copy()
+      for j, size in ((0, w), (1, h), (2, w)):
+        trip[..., j] = (want[..., j] * size).astype(np.float32) / size
+      diff = _max_abs(np.nan_to_num(arrays[key], nan=0.0), np.nan_to_num(trip, nan=0.0))
+      checks.setdefault("output_minus_pixel_round_trip_of_chain_end_max_abs_diff", {})[key] = diff
+      if diff:
+        raise RuntimeError(f"{name}: {key} is not {end} taken to pixels and back")
+    outputs_doc_final[key] = {
+        "stream": stream, "rows": "one per ROI with landmarks_present, in ROI order",
+        "packet": "a vector of landmark lists" if lm["vector_outputs"][key]
+                  else "one landmark list",
+        "compare_with": end, "chain_from": chain["from"], "chain_from_stream": chain["from_stream"],
+        "calculators_after_tensors_to_landmarks": [s["calculator"] for s in (taken or paths)[0]],
+        "path": (taken or paths)[0],
+        "path_is": "the path whose every step emitted on this run" if taken else
+                   "the first path: none emitted on this run (no ROI passed the gate)",
+        "other_paths": [p for p in paths if p is not (taken or paths)[0]]}
+  score_packets = by_roi(lm["presence"]["stream"])
+  if sorted(score_packets) != roi_ts:
+    raise RuntimeError(f"{name}: presence scores on {sorted(score_packets)}, ROIs on {roi_ts}")
+  scores = np.array([packet_getter.get_float(score_packets[ts]) for ts in roi_ts], np.float32)
+  emitted = [k for k, tap in lm["presence"]["candidates"] if got[tap]]
+  presence = emitted[0] if len(emitted) == 1 else None
+  for found in lm["options"].values():  # what each listed node emitted on this run
+    for d in (found if isinstance(found, list) else [found["score"], *found["thresholding"],
+                                                     *found["gates"]]):
+      d["packets_on_this_run"] = sum(len(got.get(_sname(s), [])) for s in d["output_streams"])
+  activation = lm["options"]["presence_gate"]["score"]["options_with_defaults"]["activation"]
+  threshold = lm["options"]["presence_gate"]["thresholding"][0]["options_with_defaults"][
+      "threshold"]
+  if n_roi and presence is None:
+    raise RuntimeError(f"{name}: the presence score's model output arrives on {emitted}")
+  score_diff = None
+  if n_roi:
+    raw_score = arrays[f"landmark_tensors_{presence}"][:, 0]
+    if activation == "NONE":
+      want_score = raw_score
+    elif activation == "SIGMOID":
+      want_score = (np.float32(1) / (np.float32(1) + np.exp(-raw_score))).astype(np.float32)
+    else:
+      raise RuntimeError(f"{name}: presence activation {activation}")
+    score_diff = _max_abs(scores, want_score)
+    if score_diff > 1e-6:
+      raise RuntimeError(f"{name}: presence scores {scores} are not {activation} of output "
+                         f"{presence} ({raw_score})")
+  if not np.array_equal(present, scores.astype(np.float64) > threshold):
+    raise RuntimeError(f"{name}: present {present} is not score > {threshold} ({scores})")
+  doc = {
+      "layout": "[R, L, 5] float32 per ROI in crop_levels order, fields x, y, z, visibility, "
+                "presence; NaN where the proto leaves a field unset (fields_set) and in rows "
+                "of ROIs whose presence gate closed (landmarks_present false). "
+                "output_* rows: one per present ROI. landmark_tensors_<k>: [R, size] float32, "
+                "model output k flattened (shape in model.outputs)",
+      "ungated": "ungated_<key>: the same MediaPipe calculators with the same options, copied "
+                 "into the graph and fed with the presence gates' inputs, so every ROI has "
+                 "them; equal to <key> bit for bit where landmarks_present",
+      "model": {"tflite": info["tflite"], "inference": lm["inference"], "outputs": outputs_doc},
+      "presence": {"score_stream": lm["presence"]["stream"],
+                   "model_output": presence,
+                   "activation": activation,
+                   "scores_minus_activation_of_model_output_max_abs_diff": score_diff,
+                   "model_output_per_switch_branch": [k for k, _ in lm["presence"]["candidates"]],
+                   "scores": scores.tolist(),
+                   "threshold": threshold,
+                   "present": present.tolist(),
+                   "note": "ThresholdingCalculator: present when double(score) > threshold "
+                           "(checked); the gates then pass the landmark tensors on"},
+      "per_roi": per_roi_doc,
+      "outputs": outputs_doc_final,
+      "fields_set": fields_set,
+      "checks": {"litert_max_abs_diff_per_output": litert, **checks},
+  }
+  return arrays, doc, lm["options"]
+
+
 def _roi_graph(name: str):
   """The expanded landmark graph with taps on the detector's and landmark model's tensors."""
   info = ROI_GRAPHS[name]
   for mod in ("mediapipe.calculators.util.detections_to_rects_calculator_pb2",
               "mediapipe.calculators.util.rect_transformation_calculator_pb2",
               "mediapipe.calculators.util.association_calculator_pb2",
-              "mediapipe.framework.formats.rect_pb2"):
+              "mediapipe.framework.formats.rect_pb2", *_LANDMARK_OPTION_MODULES):
     importlib.import_module(mod)
   v = validated_graph_config.ValidatedGraphConfig()
   v.initialize(binary_graph_path=str(SITE / info["binarypb"]))
@@ -1313,7 +1959,8 @@ def _roi_graph(name: str):
   clip = [n for n in g.node if n.calculator == "ClipDetectionVectorSizeCalculator"]
   if clip:
     options["clip_detections"] = {"side_packet": list(clip[0].input_side_packet)}
-  return g, streams, options
+  landmarks = _landmark_taps(g, name, inference_input=tensors)
+  return g, streams, options, landmarks
 
 
 def _run_all_packets(config, image: np.ndarray, side: dict, observe: list[str]) -> dict:
@@ -1343,8 +1990,9 @@ def record_roi(name: str, photo: str, degrees: int) -> tuple[dict, dict]:
   info = ROI_GRAPHS[name]
   base, photo_doc = load_photo(photo)
   image = rotate_photo(base, degrees)
-  config, streams, options = _roi_graph(name)
-  got = _run_all_packets(config, image, info["side_packets"], list(streams.values()))
+  config, streams, options, landmarks = _roi_graph(name)
+  observe = list(dict.fromkeys([*streams.values(), *landmarks["observe"]]))
+  got = _run_all_packets(config, image, info["side_packets"], observe)
 
   det_packets = got[streams["detections"]]
   if name == "pose":  # one Detection, not a vector
@@ -1381,6 +2029,13 @@ def record_roi(name: str, photo: str, degrees: int) -> tuple[dict, dict]:
       **{f"detections_{k}": v for k, v in det_arrays.items()},
       "raw_rects": raw, "rects": rois, "associated_rects": associated, "crop_levels": crops,
   }
+  lm_arrays, lm_doc, lm_options = record_landmarks(
+      name, landmarks, got, [p.timestamp.value for p in got[streams["tensor"]]], crops,
+      image.shape[:2])
+  if set(lm_arrays) & set(arrays) or set(lm_options) & set(options):
+    raise RuntimeError(f"{name}: a landmark key would replace an existing one")
+  arrays.update(lm_arrays)
+  options.update(lm_options)
   doc = {
       "graph": name,
       "binarypb": info["binarypb"],
@@ -1395,6 +2050,7 @@ def record_roi(name: str, photo: str, degrees: int) -> tuple[dict, dict]:
                                  "associated": associated.tolist()},
       "crop": {"tensor_shape": [th, tw, 3],
                "stored_as": "crop_levels uint8; tensor = f32(level * f32(1/255)), checked exact"},
+      "landmarks": lm_doc,
       "versions": {"mediapipe": mediapipe.__version__, "numpy": np.__version__,
                    "scikit-image": skimage.__version__, "python": platform.python_version()},
       "npz_keys": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()},
@@ -1402,14 +2058,51 @@ def record_roi(name: str, photo: str, degrees: int) -> tuple[dict, dict]:
   return arrays, doc
 
 
+def _json_differences(old, new, where: str = "") -> list[str]:
+  """Where ``new`` does not hold ``old`` unchanged (new dict keys are allowed)."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    return [d for k in old for d in (_json_differences(old[k], new[k], f"{where}.{k}")
+                                     if k in new else [f"{where}.{k} missing"])]
+  return [] if old == new and type(old) is type(new) else [f"{where}: {old!r} -> {new!r}"]
+
+
+def roi_differences(out: pathlib.Path, stem: str, arrays: dict, doc: dict) -> list[str]:
+  """What a new recording would change in the stored files' arrays and fields (new ones may
+  be added: every stored array must come out bit-identical, every stored field equal)."""
+  diffs = []
+  if (out / f"{stem}.npz").exists():
+    with np.load(out / f"{stem}.npz") as old:
+      for k in old.files:
+        a = old[k]
+        b = arrays.get(k)
+        if b is None:
+          diffs.append(f"{k}: missing")
+        elif a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes():
+          diffs.append(f"{k}: {a.dtype}{list(a.shape)} -> {b.dtype}{list(b.shape)}, "
+                       f"bytes {'same' if a.tobytes() == b.tobytes() else 'different'}")
+  if (out / f"{stem}.json").exists():
+    diffs += _json_differences(json.loads((out / f"{stem}.json").read_text()),
+                               json.loads(_dumps(doc)))
+  return diffs
+
+
 def main_roi(out: pathlib.Path, only: list[str] | None) -> int:
-  """Writes the ``--roi`` cases to ``out``."""
+  """Writes the ``--roi`` cases to ``out``.
+
+  Where a case's files exist, every array and JSON field they hold must come out
+  the same (bit for bit); the new recording only adds keys. Otherwise nothing
+  of that case is written and the run fails: move the old files away to
+  record from scratch.
+  """
   out.mkdir(parents=True, exist_ok=True)
   for name, photo, degrees in ROI_CASES:
     stem = f"{name}_{photo}_rot{degrees}"
     if only and stem not in only:
       continue
     arrays, doc = record_roi(name, photo, degrees)
+    diffs = roi_differences(out, stem, arrays, doc)
+    if diffs:
+      raise RuntimeError(f"{stem}: the stored files would change:\n  " + "\n  ".join(diffs[:20]))
     np.savez_compressed(out / f"{stem}.npz", **arrays)
     (out / f"{stem}.json").write_text(_dumps(doc))
     print(f"{stem}: detections={len(arrays['detections_scores'])} "
