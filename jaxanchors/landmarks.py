@@ -1,4 +1,4 @@
-"""Landmark tensors to landmarks: the second stage's post-processing.
+"""Landmark tensors to landmarks: the second stage's post-processing (docs/semantics.md §8).
 
 A landmark model (hand, face mesh, iris, pose; :data:`jaxanchors.models.LANDMARK_MODELS`)
 returns, for each region of interest, a flat tensor of ``num_landmarks x D``
@@ -114,8 +114,8 @@ GRAPH_OPTIONS: dict[str, LandmarkOptions] = {
     # face_landmark_cpu (without attention).
     "face_landmark": LandmarkOptions(num_landmarks=468, input_image_width=192,
                                      input_image_height=192),
-    # pose_landmark_by_roi_cpu: 33 landmarks and 6 auxiliary ones, with
-    # visibility and presence logits.
+    # pose_landmark_by_roi_cpu: 33 landmarks, 2 auxiliary ones (the next
+    # frame's region) and 4 more, with visibility and presence logits.
     "pose_landmark": LandmarkOptions(num_landmarks=39, input_image_width=256,
                                      input_image_height=256, normalize_z=1.0,
                                      visibility_activation=Activation.SIGMOID,
