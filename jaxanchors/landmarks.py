@@ -220,6 +220,18 @@ def decode_landmarks(raw: ArrayLike, options: LandmarkOptions, *,
   return _decode(raw, options, normalized)
 
 
+def _points(landmarks: Landmarks) -> jax.Array:
+  """The checked ``[..., L, 3]`` float32 points of ``landmarks``."""
+  if not isinstance(landmarks, Landmarks):
+    raise TypeError(f"landmarks must be jaxanchors.landmarks.Landmarks, got "
+                    f"{type(landmarks).__name__}")
+  points = v.as_array(landmarks.points)
+  if points.dtype != jnp.float32:
+    raise TypeError(f"landmarks.points must be float32, got dtype {points.dtype}")
+  v.check_shape("landmarks.points", points, "[..., L, 3]")
+  return points
+
+
 @jax.jit
 def _remove_letterbox(points: jax.Array, padding: jax.Array) -> jax.Array:
   left, top = padding[..., 0], padding[..., 1]
@@ -248,12 +260,8 @@ def remove_letterbox(landmarks: Landmarks, padding: ArrayLike) -> Landmarks:
   Returns:
     :class:`Landmarks` ``[..., L]``.
   """
-  if not isinstance(landmarks, Landmarks):
-    raise TypeError(f"landmarks must be jaxanchors.landmarks.Landmarks, got "
-                    f"{type(landmarks).__name__}")
-  points = v.as_array(landmarks.points)
+  points = _points(landmarks)
   padding = jnp.asarray(padding, jnp.float32)
-  v.check_shape("landmarks.points", points, "[..., L, 3]")
   v.check_shape("padding", padding, "[..., 4]")
   v.check_broadcasts("padding", padding[..., :1], points.shape[:-2] + (1,),
                      "the landmarks' leading dimensions")
@@ -283,11 +291,7 @@ def project_world_landmarks(landmarks: Landmarks, rotation: ArrayLike) -> Landma
   Returns:
     :class:`Landmarks` ``[..., L]``.
   """
-  if not isinstance(landmarks, Landmarks):
-    raise TypeError(f"landmarks must be jaxanchors.landmarks.Landmarks, got "
-                    f"{type(landmarks).__name__}")
-  points = v.as_array(landmarks.points)
-  v.check_shape("landmarks.points", points, "[..., L, 3]")
+  points = _points(landmarks)
   rotation = jnp.asarray(rotation, jnp.float32)
   v.check_broadcasts("rotation", rotation, points.shape[:-2], "the landmarks' leading dimensions")
   return landmarks._replace(points=_rotate(points, rotation))

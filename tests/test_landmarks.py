@@ -167,6 +167,11 @@ def test_bad_input_names_the_argument_and_value():
     lm.remove_letterbox(decoded, np.zeros((3, 4), F32))
   with pytest.raises(ValueError, match="rotation of shape .* must broadcast"):
     lm.project_world_landmarks(decoded, np.zeros((5,), F32))
+  with pytest.raises(TypeError, match="landmarks.points must be float32, got dtype int32"):
+    lm.remove_letterbox(decoded._replace(points=np.zeros((2, 21, 3), np.int32)),
+                        np.zeros((2, 4), F32))
+  with pytest.raises(TypeError, match="landmarks must be jaxanchors.landmarks.Landmarks"):
+    lm.project_world_landmarks(np.zeros((2, 21, 3), F32), np.zeros(2, F32))
   assert jnp.isfinite(lm.remove_letterbox(decoded, np.zeros((2, 4), F32)).points).all()
 
 
