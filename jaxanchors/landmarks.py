@@ -11,6 +11,9 @@ image with three calculators, each here as one function:
   sigmoid if asked); normalised to fractions of the crop (``x / width``,
   ``y / height``, ``z / width / normalize_z``) for the image landmarks, left
   in the model's units for the hand's world landmarks;
+* ``RefineLandmarksFromHeatmapCalculator`` (:func:`refine_from_heatmap`): the
+  pose graph moves each landmark to the confidence-weighted centre of its
+  heatmap around it;
 * ``LandmarkLetterboxRemovalCalculator`` (:func:`remove_letterbox`): undoes
   the padding of a crop that kept its aspect ratio;
 * ``LandmarkProjectionCalculator``: from the crop to the image through the
@@ -46,10 +49,13 @@ from jaxanchors import _validate as v
 __all__ = [
     "Activation",
     "GRAPH_OPTIONS",
+    "HeatmapRefinementOptions",
     "LandmarkOptions",
     "Landmarks",
+    "POSE_REFINEMENT",
     "decode_landmarks",
     "project_world_landmarks",
+    "refine_from_heatmap",
     "remove_letterbox",
 ]
 
@@ -125,6 +131,39 @@ GRAPH_OPTIONS: dict[str, LandmarkOptions] = {
 landmark graphs (checked against the recorded graphs in the tests)."""
 
 
+@v.hash_once
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HeatmapRefinementOptions(v.OptionsMixin):
+  """``RefineLandmarksFromHeatmapCalculatorOptions``, with its field names and defaults.
+
+  Attributes:
+    kernel_size: the window around each landmark, ``kernel_size`` cells wide
+      when odd (``2 * ((kernel_size - 1) // 2) + 1`` cells), >= 1.
+    min_confidence_to_refine: a landmark moves only when its window's
+      largest confidence reaches this.
+    refine_presence, refine_visibility: also lower presence / visibility to
+      the window's largest confidence.
+  """
+
+  kernel_size: int = 9
+  min_confidence_to_refine: float = 0.5
+  refine_presence: bool = False
+  refine_visibility: bool = False
+
+  def __post_init__(self) -> None:
+    v.set_field(self, "kernel_size", v.as_int("HeatmapRefinementOptions.kernel_size",
+                                              self.kernel_size, minimum=1))
+    v.set_field(self, "min_confidence_to_refine",
+                v.as_float("HeatmapRefinementOptions.min_confidence_to_refine",
+                           self.min_confidence_to_refine))
+    for name in ("refine_presence", "refine_visibility"):
+      v.set_field(self, name, v.as_bool(f"HeatmapRefinementOptions.{name}", getattr(self, name)))
+
+
+POSE_REFINEMENT = HeatmapRefinementOptions(kernel_size=7, min_confidence_to_refine=0.5)
+"""The pose landmark graph's ``RefineLandmarksFromHeatmapCalculator`` options."""
+
+
 class Landmarks(NamedTuple):
   """Decoded landmarks of ``[...]`` regions (a pytree).
 
@@ -142,13 +181,15 @@ class Landmarks(NamedTuple):
   presence: jax.Array | None
 
 
+def _sigmoid(x: jax.Array) -> jax.Array:
+  """``1 / (1 + expf(-x))``: ``expf`` as the float64 ``exp`` rounded (XLA's float32
+  ``exp`` can be an ulp off the C library's)."""
+  one = jnp.ones((), jnp.float32)
+  return _geometry.exact_divide(one, one + _geometry.libm(jnp.exp, -x))
+
+
 def _activate(x: jax.Array, activation: Activation) -> jax.Array:
-  """``1 / (1 + expf(-x))`` for SIGMOID: ``expf`` as the float64 ``exp`` rounded
-  (XLA's float32 ``exp`` can be an ulp off the C library's)."""
-  if activation is Activation.SIGMOID:
-    one = jnp.ones((), jnp.float32)
-    return _geometry.exact_divide(one, one + _geometry.libm(jnp.exp, -x))
-  return x
+  return _sigmoid(x) if activation is Activation.SIGMOID else x
 
 
 @functools.partial(jax.jit, static_argnames=("options", "normalized"))
@@ -295,3 +336,83 @@ def project_world_landmarks(landmarks: Landmarks, rotation: ArrayLike) -> Landma
   rotation = jnp.asarray(rotation, jnp.float32)
   v.check_broadcasts("rotation", rotation, points.shape[:-2], "the landmarks' leading dimensions")
   return landmarks._replace(points=_rotate(points, rotation))
+
+
+@functools.partial(jax.jit, static_argnames=("options",))
+def _refine(landmarks: Landmarks, heatmap: jax.Array,
+            options: HeatmapRefinementOptions) -> Landmarks:
+  height, width, num = heatmap.shape[-3:]
+  points = landmarks.points
+  flat = heatmap.reshape(heatmap.shape[:-3] + (height * width, num))
+  # The cell under each landmark: the float product truncated toward zero (a
+  # C++ float-to-int conversion); landmarks off the heatmap stay as they are.
+  cells = []
+  for axis, size in ((0, width), (1, height)):
+    product = points[..., axis] * _F32(size)
+    cells.append((jnp.trunc(jnp.clip(product, -1, size)).astype(jnp.int32),
+                  (product > -1) & (product < size)))
+  (col, col_ok), (row, row_ok) = cells
+  offset = (options.kernel_size - 1) // 2
+  zero = jnp.zeros(points.shape[:-1], jnp.float32)
+  total, weighted_col, weighted_row, best = zero, zero, zero, zero
+  # Row by row, column by column, as MediaPipe sums: cells outside the heatmap
+  # add zeros, which leave every float32 sum as it is.
+  for dr in range(-offset, offset + 1):
+    for dc in range(-offset, offset + 1):
+      r, c = row + dr, col + dc
+      inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+      index = jnp.clip(r, 0, height - 1) * width + jnp.clip(c, 0, width - 1)
+      value = jnp.take_along_axis(flat, index[..., None, :], axis=-2)[..., 0, :]
+      confidence = jnp.where(inside, _sigmoid(value), zero)
+      total = total + confidence
+      best = jnp.maximum(best, confidence)
+      weighted_col = weighted_col + _geometry.product(c.astype(jnp.float32), confidence)
+      weighted_row = weighted_row + _geometry.product(r.astype(jnp.float32), confidence)
+  on_map = col_ok & row_ok
+  seen = on_map & (total > 0)
+  move = seen & (best >= _F32(options.min_confidence_to_refine))
+  x = _geometry.exact_divide(_geometry.exact_divide(weighted_col, _F32(width)), total)
+  y = _geometry.exact_divide(_geometry.exact_divide(weighted_row, _F32(height)), total)
+  points = jnp.stack([jnp.where(move, x, points[..., 0]), jnp.where(move, y, points[..., 1]),
+                      points[..., 2]], axis=-1)
+  visibility, presence = landmarks.visibility, landmarks.presence
+  if options.refine_visibility and visibility is not None:
+    visibility = jnp.where(seen, jnp.minimum(visibility, best), visibility)
+  if options.refine_presence and presence is not None:
+    presence = jnp.where(seen, jnp.minimum(presence, best), presence)
+  return Landmarks(points, visibility, presence)
+
+
+def refine_from_heatmap(landmarks: Landmarks, heatmap: ArrayLike,
+                        options: HeatmapRefinementOptions = POSE_REFINEMENT) -> Landmarks:
+  """MediaPipe ``RefineLandmarksFromHeatmapCalculator``: landmarks moved to their heatmap's peak.
+
+  For each landmark, the heatmap cell under it (``int(x * W)``, ``int(y *
+  H)``, truncated toward zero; a landmark off the heatmap is kept) and the
+  cells of the ``kernel_size`` window around it that lie on the heatmap give
+  confidences ``sigmoid(heatmap)``; when the largest reaches
+  ``min_confidence_to_refine``, ``x = sum(col * conf) / W / sum(conf)`` and
+  ``y`` alike (float32 sums in MediaPipe's order). ``z`` is kept; presence and
+  visibility are lowered to the largest confidence if the options say so.
+
+  Args:
+    landmarks: :class:`Landmarks` ``[..., L]``, normalised to the crop (as
+      :func:`decode_landmarks` gives them; the pose graph refines all 39).
+    heatmap: ``[..., H, W, L]`` float32 logits, one channel per landmark (the
+      pose model's fourth output, ``[..., 64, 64, 39]``).
+    options: :class:`HeatmapRefinementOptions` (static); the pose graph's by default.
+
+  Returns:
+    :class:`Landmarks` ``[..., L]``.
+  """
+  if not isinstance(options, HeatmapRefinementOptions):
+    raise TypeError(f"options must be HeatmapRefinementOptions, got {type(options).__name__}")
+  points = _points(landmarks)
+  heatmap = v.as_array(heatmap)
+  if heatmap.dtype != jnp.float32:
+    raise TypeError(f"heatmap must be a float32 array, got dtype {heatmap.dtype}")
+  v.check_shape("heatmap", heatmap, "[..., H, W, L]", L=points.shape[-2])
+  if heatmap.shape[:-3] != points.shape[:-2]:
+    raise ValueError(f"heatmap's leading dimensions {heatmap.shape[:-3]} differ from the "
+                     f"landmarks' {points.shape[:-2]}")
+  return _refine(landmarks._replace(points=points), heatmap, options)
