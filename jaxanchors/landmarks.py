@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -137,8 +138,10 @@ class HeatmapRefinementOptions(v.OptionsMixin):
   """``RefineLandmarksFromHeatmapCalculatorOptions``, with its field names and defaults.
 
   Attributes:
-    kernel_size: the window around each landmark, ``kernel_size`` cells wide
-      when odd (``2 * ((kernel_size - 1) // 2) + 1`` cells), >= 1.
+    kernel_size: the window around each landmark: ``2 * offset + 1`` cells
+      wide with ``offset = (kernel_size - 1) / 2`` truncated toward zero as C++
+      divides (an even size acts as the odd one below it, 0 as 1; below 0 the
+      window is empty and nothing moves).
     min_confidence_to_refine: a landmark moves only when its window's
       largest confidence reaches this.
     refine_presence, refine_visibility: also lower presence / visibility to
@@ -152,7 +155,7 @@ class HeatmapRefinementOptions(v.OptionsMixin):
 
   def __post_init__(self) -> None:
     v.set_field(self, "kernel_size", v.as_int("HeatmapRefinementOptions.kernel_size",
-                                              self.kernel_size, minimum=1))
+                                              self.kernel_size))
     v.set_field(self, "min_confidence_to_refine",
                 v.as_float("HeatmapRefinementOptions.min_confidence_to_refine",
                            self.min_confidence_to_refine))
@@ -352,7 +355,7 @@ def _refine(landmarks: Landmarks, heatmap: jax.Array,
     cells.append((jnp.trunc(jnp.clip(product, -1, size)).astype(jnp.int32),
                   (product > -1) & (product < size)))
   (col, col_ok), (row, row_ok) = cells
-  offset = (options.kernel_size - 1) // 2
+  offset = math.trunc((options.kernel_size - 1) / 2)   # C++ integer division
   zero = jnp.zeros(points.shape[:-1], jnp.float32)
   total, weighted_col, weighted_row, best = zero, zero, zero, zero
   # Row by row, column by column, as MediaPipe sums: cells outside the heatmap

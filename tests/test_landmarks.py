@@ -315,3 +315,33 @@ def test_heatmap_refinement_equals_mediapipe(name):
   assert moved.sum() >= 10
   np.testing.assert_array_equal(np.any(np.asarray(got.points) != before.points, axis=-1), moved)
   np.testing.assert_array_equal(np.asarray(got.visibility), want.visibility)
+
+
+@pytest.mark.parametrize("kernel_size,refine", [(7, False), (9, True), (4, True), (0, False),
+                                                (-2, True), (3, False)])
+def test_heatmap_refinement_equals_the_reference_bit_for_bit(kernel_size, refine):
+  """Random heatmaps and landmarks on, near and off the heatmap's edges (slightly negative
+  coordinates read cell 0, as C++ truncates), NaN, and both refinement switches."""
+  rng = np.random.default_rng(kernel_size + 10 * refine)
+  num, h, w = 12, 16, 20
+  raw = np.zeros((3, num * 5), F32)
+  raw[:, 0::5] = rng.uniform(-0.1, 1.1, (3, num)) * 256
+  raw[:, 1::5] = rng.uniform(-0.1, 1.1, (3, num)) * 256
+  raw[:, 0:2] = [-1.0, 128.0]   # x slightly below 0: cell 0, refined
+  raw[1, 5:7] = [np.nan, 10.0]
+  raw[:, 3::5], raw[:, 4::5] = rng.normal(0, 3, (2, 3, num))
+  options = lm.GRAPH_OPTIONS["pose_landmark"]
+  options = dataclasses.replace(options, num_landmarks=num)
+  decoded = lm.decode_landmarks(raw, options)
+  heatmap = rng.normal(-1, 2.5, (3, h, w, num)).astype(F32)
+  refine_options = lm.HeatmapRefinementOptions(kernel_size=kernel_size,
+                                               min_confidence_to_refine=0.6,
+                                               refine_presence=refine, refine_visibility=refine)
+  got = lm.refine_from_heatmap(decoded, heatmap, refine_options)
+  moved = 0
+  for r in range(3):
+    _, norm = ref.tensors_to_landmarks(raw[r], _ref_options(options), outputs=("NORM_LANDMARKS",))
+    want = ref.refine_landmarks_from_heatmap(norm, heatmap[r], refine_options.to_dict())
+    _assert_equal_to_reference(jax.tree.map(lambda a, r=r: a[r], got), want, num)
+    moved += sum(a["x"] != b["x"] for a, b in zip(norm, want) if not np.isnan(a["x"]))
+  assert (moved > 0) == (kernel_size >= 0)

@@ -24,6 +24,7 @@ import pytest
 from reference.landmarks import (
     project_landmarks_matrix,
     project_landmarks_norm_rect,
+    refine_landmarks_from_heatmap,
     remove_landmark_letterbox,
     rotated_sub_rect_to_rect_matrix,
     tensors_to_landmarks,
@@ -468,3 +469,258 @@ def test_world_landmark_projection_rotations():
     assert out[1]["z"] == -1.0
     # Without a rect the landmarks are copied.
     assert world_landmark_projection(world) == world
+
+
+# --------------------------------------------------------------------------
+# RefineLandmarksFromHeatmapCalculator (RefineLandmarksFromHeatMap)
+# --------------------------------------------------------------------------
+# Raw heatmap values with exact float32 sigmoids:
+#   -100: expf(100) = 2.7e43 overflows to inf, 1 / (1 + inf) = 0.
+#      0: 1 / (1 + 1) = 0.5.
+#    100: expf(-100) = 3.7e-44, 1 + 3.7e-44 rounds to 1, 1 / 1 = 1.
+HM_Z, HM_H, HM_O = -100.0, 0.0, 100.0
+
+
+def _heatmap(*channels):
+    """HWC float32 heatmap from one [H][W] grid of raw values per channel."""
+    return np.stack([np.array(c, dtype=np.float32) for c in channels], axis=-1)
+
+
+def test_refine_from_heatmap_weighted_average_3x3():
+    Z, H, O = HM_Z, HM_H, HM_O
+    grid = [[O, Z, Z, O],
+            [Z, Z, O, Z],
+            [Z, H, Z, O],
+            [H, Z, Z, Z]]
+    landmark = {"x": F32(0.3), "y": F32(0.6), "z": F32(-0.25), "visibility": F32(0.75),
+                "presence": F32(0.8)}
+    # 4 x 4 heatmap: center_col = int(float32(0.3) * 4 = 1.2) = 1,
+    # center_row = int(float32(0.6) * 4 = 2.4) = 2. kernel 3 -> offset 1:
+    # cols 0..2, rows 1..3 (row 0 and col 3, with their ones, are outside).
+    # In the window: (1, 2) -> 1, (2, 1) -> 0.5, (3, 0) -> 0.5, the rest 0.
+    #   sum = 1 + 0.5 + 0.5 = 2, max = 1 >= 0.5.
+    #   weighted_col = 2 * 1 + 1 * 0.5 + 0 * 0.5 = 2.5
+    #   weighted_row = 1 * 1 + 2 * 0.5 + 3 * 0.5 = 3.5
+    #   x = 2.5 / 4 / 2 = 0.3125, y = 3.5 / 4 / 2 = 0.4375 (all exact).
+    # z copied; visibility / presence untouched (refine_* default False).
+    expected = {"x": 0.3125, "y": 0.4375, "z": -0.25, "visibility": F32(0.75),
+                "presence": F32(0.8)}
+    out = refine_landmarks_from_heatmap([landmark], _heatmap(grid), {"kernel_size": 3})
+    assert out == [expected]
+    assert _all_float32(out)
+    # The same heatmap as [1, H, W, C].
+    out = refine_landmarks_from_heatmap([landmark], _heatmap(grid)[None], {"kernel_size": 3})
+    assert out == [expected]
+    # The input is not modified; an unset z reads 0.
+    assert landmark["x"] == F32(0.3)
+    out = refine_landmarks_from_heatmap([{"x": F32(0.3), "y": F32(0.6)}], _heatmap(grid),
+                                        {"kernel_size": 3})
+    assert out == [{"x": 0.3125, "y": 0.4375, "z": 0.0}]
+
+
+def test_refine_from_heatmap_mediapipe_cases():
+    # refine_landmarks_from_heatmap_calculator_test.cc (FloatEq: 4 ulp).
+    z = -1e16  # sigmoid(z) = 0
+    options = {"kernel_size": 3, "min_confidence_to_refine": 0.1,
+               "refine_presence": True, "refine_visibility": True}
+    # Smoke: 3 x 3, raw 1 at (row 1, col 0); landmark (0.5, 0.5) -> col = row =
+    # int(1.5) = 1, full window. sum = c = sigmoid(1), weighted_col = 0 * c,
+    # weighted_row = 1 * c: x = 0 / 3 / c = 0, y = (c / 3) / c = 1/3 up to
+    # two roundings. No presence / visibility key appears.
+    out = refine_landmarks_from_heatmap(
+        [{"x": 0.5, "y": 0.5}], _heatmap([[z, z, z], [1, z, z], [z, z, z]]), options)
+    assert out[0]["x"] == 0.0 and set(out[0]) == {"x", "y", "z"}
+    np.testing.assert_array_max_ulp(out[0]["y"], F32(1 / 3), maxulp=4)
+    # Border (2 channels): landmark 0 at (0, 0): window rows 0..1, cols 0..1 of
+    # channel 0 holds one 0.5 at (1, 0): x = 0, y = (0.5 / 3) / 0.5 = 2 *
+    # float32(1/6) = float32(1/3) exactly (halving / doubling is exact).
+    # Landmark 1 at (0.9, 0.9): int(float32(0.9) * 3 = 2.7) = 2, window rows
+    # 1..2, cols 1..2 of channel 1: 0.5 at (1, 2) and (2, 2). sum = 1,
+    # weighted_col = 2 * 0.5 + 2 * 0.5 = 2, weighted_row = 0.5 + 1 = 1.5:
+    # x = float32(2 / 3) / 1, y = 1.5 / 3 / 1 = 0.5.
+    ch0 = [[z, z, z], [0, z, 0], [z, z, z]]
+    ch1 = [[z, z, z], [0, z, 0], [z, z, 0]]
+    out = refine_landmarks_from_heatmap([{"x": 0.0, "y": 0.0}, {"x": 0.9, "y": 0.9}],
+                                        _heatmap(ch0, ch1), options)
+    assert _xyz(out[0]) == [0.0, F32(1 / 3), 0.0]
+    assert _xyz(out[1]) == [F32(2) / F32(3), 0.5, 0.0]
+
+
+def test_refine_from_heatmap_outside_kept_intact():
+    # 4 x 4 heatmap of raw 0 (confidence 0.5 everywhere), 6 channels; the
+    # default kernel 9 (offset 4) covers it all from anywhere.
+    # Inside control, (0.5, 0.5): sum = 16 * 0.5 = 8, weighted_col = 0.5 * (0 +
+    # 1 + 2 + 3) * 4 = 12: x = y = 12 / 4 / 8 = 0.375; max 0.5 >= 0.5;
+    # presence 0.9 and visibility 0.7 become min(., 0.5) = 0.5.
+    # Outside: x = 1 -> col 4 == W; y = -0.3 -> int(-1.2) = -1; y = 1.25 ->
+    # row 5; x = -0.25 -> int(-1.0) = -1. These are skipped entirely: neither
+    # the coordinates nor presence / visibility change.
+    # NaN: the C++ float -> int conversion is undefined; x86-64 gives INT_MIN,
+    # so the reference keeps it intact too.
+    extra = {"presence": F32(0.9), "visibility": F32(0.7)}
+    landmarks = [dict(x=F32(0.5), y=F32(0.5), z=F32(1), **extra),
+                 dict(x=F32(1.0), y=F32(0.5), z=F32(2), **extra),
+                 dict(x=F32(0.5), y=F32(-0.3), z=F32(3), **extra),
+                 dict(x=F32(0.5), y=F32(1.25), z=F32(4), **extra),
+                 dict(x=F32(-0.25), y=F32(0.5), z=F32(5), **extra),
+                 dict(x=F32(np.nan), y=F32(0.5), z=F32(6), **extra)]
+    heatmap = np.zeros((4, 4, 6), dtype=np.float32)
+    out = refine_landmarks_from_heatmap(
+        landmarks, heatmap, {"refine_presence": True, "refine_visibility": True})
+    assert out[0] == {"x": 0.375, "y": 0.375, "z": 1.0, "presence": 0.5, "visibility": 0.5}
+    assert out[1:5] == landmarks[1:5]
+    assert math.isnan(out[5]["x"])
+    assert {k: v for k, v in out[5].items() if k != "x"} == \
+        {k: v for k, v in landmarks[5].items() if k != "x"}
+
+
+def test_refine_from_heatmap_slightly_negative_x_truncates_to_column_0():
+    # C++ quirk: center_col = int(x * W) truncates toward zero, so
+    # float32(-0.01) * 4 = -0.04 gives column 0 (floor would give -1, outside)
+    # and the landmark is refined. float32(-0.25) * 4 = -1 exactly -> -1: kept.
+    # y = 0.6 -> int(2.4) = 2. kernel 3: cols 0..1, rows 1..3 (the one at
+    # (2, 2) is outside). In the window, rows outer: (1, 0) -> 0.5,
+    # (2, 1) -> 1, (3, 0) -> 0.5.
+    #   sum = 0.5 + 1 + 0.5 = 2, weighted_col = 0 + 1 + 0 = 1,
+    #   weighted_row = 0.5 + 2 + 1.5 = 4: x = 1 / 4 / 2 = 0.125, y = 4 / 4 / 2 = 0.5.
+    Z, H, O = HM_Z, HM_H, HM_O
+    grid = [[Z, Z, Z, Z],
+            [H, Z, Z, Z],
+            [Z, O, O, Z],
+            [H, Z, Z, Z]]
+    landmarks = [{"x": F32(-0.01), "y": F32(0.6), "z": F32(0)},
+                 {"x": F32(-0.25), "y": F32(0.6), "z": F32(0)}]
+    out = refine_landmarks_from_heatmap(landmarks, _heatmap(grid, grid), {"kernel_size": 3})
+    assert out[0] == {"x": 0.125, "y": 0.5, "z": 0.0}
+    assert out[1] == landmarks[1]
+
+
+def test_refine_from_heatmap_float_product_before_truncation():
+    # x * W is a float product: float32(0.7) = 11744051 * 2^-24, times 10 is
+    # 7 - 2^-23 = 6.99999988 exactly, which rounds to 7.0 in float32 (spacing
+    # 4.8e-7 in [4, 8)) -> column 7, not 6. 1 x 10 heatmap, a single one at
+    # col 8, kernel 3: window 6..8 contains it -> sum 1, weighted_col 8:
+    # x = 8 / 10 / 1 = float32(0.8); y = 0.5 -> row int(0.5) = 0: y = 0 / 1 / 1.
+    # (From column 6 the window 5..7 would be all zeros: sum 0, kept at 0.7.)
+    Z, O = HM_Z, HM_O
+    grid = [[Z] * 8 + [O, Z]]
+    out = refine_landmarks_from_heatmap([{"x": F32(0.7), "y": F32(0.5)}], _heatmap(grid),
+                                        {"kernel_size": 3})
+    assert out == [{"x": F32(0.8), "y": 0.0, "z": 0.0}]
+
+
+def test_refine_from_heatmap_threshold_presence_visibility():
+    # 3 x 3 heatmap of raw 0: every confidence 0.5, max 0.5, sum 4.5.
+    heatmap = np.zeros((3, 3, 1), dtype=np.float32)
+    landmark = {"x": F32(0.5), "y": F32(0.5), "z": F32(0), "presence": F32(0.9),
+                "visibility": F32(0.7)}
+    # max 0.5 < 0.6: coordinates kept. Presence / visibility are refined
+    # regardless of the threshold (only sum > 0 is required): min(0.9, 0.5).
+    out = refine_landmarks_from_heatmap(
+        [landmark], heatmap, {"kernel_size": 3, "min_confidence_to_refine": 0.6})
+    assert out == [landmark]
+    out = refine_landmarks_from_heatmap(
+        [landmark], heatmap,
+        {"kernel_size": 3, "min_confidence_to_refine": 0.6, "refine_presence": True})
+    assert out == [dict(landmark, presence=F32(0.5))]
+    out = refine_landmarks_from_heatmap(
+        [landmark], heatmap,
+        {"kernel_size": 3, "min_confidence_to_refine": 0.6, "refine_visibility": True})
+    assert out == [dict(landmark, visibility=F32(0.5))]
+    # min keeps a value already below the max: visibility 0.25 stays.
+    low = dict(landmark, visibility=F32(0.25))
+    out = refine_landmarks_from_heatmap(
+        [low], heatmap, {"kernel_size": 3, "min_confidence_to_refine": 0.6,
+                         "refine_presence": True, "refine_visibility": True})
+    assert out == [dict(low, presence=F32(0.5))]
+    # max == threshold (default 0.5) refines (>=): weighted_col = 0.5 * (0 + 1
+    # + 2) * 3 = 4.5: x = 4.5 / 3 / 4.5 = 1.5 / 4.5 = float32(1/3); y alike.
+    out = refine_landmarks_from_heatmap([landmark], heatmap, {"kernel_size": 3})
+    assert out == [dict(landmark, x=F32(1) / F32(3), y=F32(1) / F32(3))]
+
+
+def test_refine_from_heatmap_zero_sum_changes_nothing():
+    # All confidences 0: max 0 >= min_confidence 0 but sum == 0, so neither the
+    # coordinates nor presence / visibility (which min(., 0) would zero) change.
+    heatmap = np.full((3, 3, 1), HM_Z, dtype=np.float32)
+    landmark = {"x": F32(0.5), "y": F32(0.5), "z": F32(0), "presence": F32(0.9),
+                "visibility": F32(0.7)}
+    out = refine_landmarks_from_heatmap(
+        [landmark], heatmap, {"min_confidence_to_refine": 0.0, "refine_presence": True,
+                              "refine_visibility": True})
+    assert out == [landmark]
+
+
+def test_refine_from_heatmap_kernel_sizes():
+    # 1 x 16 heatmap: ones at cols 3, 12, 13; 0.5 at cols 9, 10; landmark
+    # x = 0.5 -> col 8, y = 0.5 -> row 0 (y becomes 0 / 1 / sum = 0).
+    Z, H, O = HM_Z, HM_H, HM_O
+    grid = [[Z, Z, Z, O, Z, Z, Z, Z, Z, H, H, Z, O, O, Z, Z]]
+    landmark = [{"x": F32(0.5), "y": F32(0.5)}]
+
+    def refine(options, lms=landmark):
+        return refine_landmarks_from_heatmap(lms, _heatmap(grid), options)[0]
+
+    # Default kernel 9, offset 4: cols 4..12 -> 0.5 (9), 0.5 (10), 1 (12).
+    #   sum = 2, weighted_col = 4.5 + 5 + 12 = 21.5: x = 21.5 / 16 / 2 = 0.671875.
+    assert refine({}) == {"x": 0.671875, "y": 0.0, "z": 0.0}
+    # kernel 5, offset 2: cols 6..10 -> sum 1, weighted 9.5: x = 9.5 / 16 = 0.59375.
+    assert refine({"kernel_size": 5})["x"] == 0.59375
+    # kernel 4 (even): offset int(3 / 2) = 1, as kernel 3: cols 7..9 -> 0.5 at 9:
+    # x = 4.5 / 16 / 0.5 = 0.5625.
+    assert refine({"kernel_size": 4})["x"] == 0.5625
+    assert refine({"kernel_size": 3})["x"] == 0.5625
+    # kernel 0: offset (0 - 1) / 2 = 0 in C++ (truncation; floor would give -1
+    # and an empty window): a 1 x 1 window. x = 0.59: int(9.44) = 9 -> col 9
+    # alone: x = 4.5 / 16 / 0.5 = 0.5625.
+    assert refine({"kernel_size": 0}, [{"x": F32(0.59), "y": F32(0.5)}])["x"] == 0.5625
+    # kernel -2: offset int(-3 / 2) = -1: empty window, sum 0, kept.
+    assert refine({"kernel_size": -2}, [{"x": F32(0.59), "y": F32(0.5)}])["x"] == F32(0.59)
+
+
+def test_refine_from_heatmap_float32_accumulation_order():
+    # c = sigmoid(-17) = 1 / (1 + float32(expf(17))) = 4.14e-8: below 2^-24
+    # (5.96e-8, half the spacing above 1), with 3c = 1.24e-7 in (2^-24, 3 * 2^-24).
+    # 3 x 3, landmark (0.5, 0.5) -> (1, 1), kernel 3: the whole heatmap.
+    # Both channels: c at (0, 0), (1, 0), (2, 0) (weight col 0); a one at
+    # (0, 2) in channel 0, at (2, 2) in channel 1. weighted_col = 2 in both.
+    # Channel 0, rows outer: c, c + 1 -> 1, 1 + c -> 1, 1 + c -> 1: sum = 1;
+    #   x = float32(2 / 3) / 1 = 11184811 * 2^-24.
+    # Channel 1: c, 2c, 3c, 3c + 1 -> 1 + 2^-23: sum = 1 + 2^-23;
+    #   x = 11184811 * 2^-24 / (1 + 2^-23) = (11184811 - 1.33) * 2^-24
+    #   -> 11184810 * 2^-24, one ulp lower.
+    #   weighted_row = c + 2c + 2 -> 2 + 2^-22 (3c above half the spacing
+    #   2^-23 = 1.19e-7); / 3 = (2^25 + 4) / 3 * 2^-24 = 11184812 * 2^-24 exactly;
+    #   / (1 + 2^-23) = 11184810.67 * 2^-24 -> 11184811 * 2^-24.
+    # (A sum in double, rounded once, would give 11184810 * 2^-24 for both x.)
+    Z, O, S = HM_Z, HM_O, -17.0
+    ch0 = [[S, Z, O], [S, Z, Z], [S, Z, Z]]
+    ch1 = [[S, Z, Z], [S, Z, Z], [S, Z, O]]
+    landmarks = [{"x": F32(0.5), "y": F32(0.5)}] * 2
+    out = refine_landmarks_from_heatmap(landmarks, _heatmap(ch0, ch1), {"kernel_size": 3})
+    assert out[0]["x"] == F32(11184811 * 2.0**-24)
+    assert out[1]["x"] == F32(11184810 * 2.0**-24)
+    assert out[1]["y"] == F32(11184811 * 2.0**-24)
+    # channel 0: weighted_row = 0 + c + 2c = 3c, y = 3c / 3 / 1 ~= c.
+    assert abs(float(out[0]["y"]) - 4.14e-8) < 1e-10
+
+
+def test_refine_from_heatmap_ret_checks():
+    landmarks = [{"x": 0.5, "y": 0.5}]
+    heatmap = np.zeros((3, 3, 1), dtype=np.float32)
+    # Rank 2 or 5: invalid shape size.
+    with pytest.raises(ValueError):
+        refine_landmarks_from_heatmap(landmarks, heatmap[..., 0], {})
+    with pytest.raises(ValueError):
+        refine_landmarks_from_heatmap(landmarks, heatmap[None, None], {})
+    # BHWC with batch 2.
+    with pytest.raises(ValueError):
+        refine_landmarks_from_heatmap(landmarks, np.zeros((2, 3, 3, 1), np.float32), {})
+    # Channels != number of landmarks (3-D and 4-D).
+    with pytest.raises(ValueError):
+        refine_landmarks_from_heatmap(landmarks * 2, heatmap, {})
+    with pytest.raises(ValueError):
+        refine_landmarks_from_heatmap(landmarks, np.zeros((1, 3, 3, 2), np.float32), {})
+    # Batch 1 is fine: 9 * 0.5 = 4.5, weighted 0.5 * 3 * 3 = 4.5 -> 1.5 / 4.5.
+    out = refine_landmarks_from_heatmap(landmarks, heatmap[None], {})
+    assert _xyz(out[0]) == [F32(1) / F32(3), F32(1) / F32(3), 0.0]

@@ -14,6 +14,8 @@ Written from the C++ sources (MediaPipe's ``mediapipe/calculators/...``); spec
   IMAGE_DIMENSIONS path builds (``GetRotatedSubRectToRectTransformMatrix`` in
   ``tensor/image_to_tensor_utils.cc``).
 * ``world_landmark_projection`` -- ``util/world_landmark_projection_calculator.cc``.
+* ``refine_landmarks_from_heatmap`` --
+  ``util/refine_landmarks_from_heatmap_calculator.cc`` (``RefineLandmarksFromHeatMap``).
 
 A landmark (``Landmark`` or ``NormalizedLandmark``) is a dict with keys ``x``,
 ``y``, ``z`` (np.float32; an unset coordinate reads as the proto default 0) and,
@@ -418,4 +420,151 @@ def world_landmark_projection(landmarks: list, rect=None) -> list:
                 out_landmark["x"] = F32(F32(cosa * x) - F32(sina * y))
                 out_landmark["y"] = F32(F32(sina * x) + F32(cosa * y))
             output.append(out_landmark)
+    return output
+
+
+_REFINE_FROM_HEATMAP_DEFAULTS = {
+    "kernel_size": 9,
+    "min_confidence_to_refine": 0.5,
+    "refine_presence": False,
+    "refine_visibility": False,
+}
+
+
+def refine_landmarks_from_heatmap(landmarks: list, heatmap, options=None) -> list:
+    """``RefineLandmarksFromHeatMap`` (``RefineLandmarksFromHeatmapCalculator``).
+
+    ``heatmap``: float32 ``[H, W, C]`` or ``[1, H, W, C]`` (HWC, channel ``i``
+    is landmark ``i``'s raw heatmap). ``options``: dict keyed by
+    ``RefineLandmarksFromHeatmapCalculatorOptions`` field names, proto
+    defaults when absent (``kernel_size`` 9, ``min_confidence_to_refine`` 0.5,
+    ``refine_presence`` / ``refine_visibility`` False). ValueError for the
+    RET_CHECKs: rank not 3 or 4, batch != 1, ``C != len(landmarks)``.
+
+    Per landmark ``i`` (x, y, z as float32, unset ones 0)::
+
+        center_col = int(x * W)     # float product, then C++ float -> int:
+        center_row = int(y * H)     # truncation toward zero
+        # outside [0, W) x [0, H): landmark kept intact (presence and
+        # visibility too)
+        offset = (kernel_size - 1) / 2                  # int division, toward zero
+        cols [max(0, center_col - offset), min(W, center_col + offset + 1)),
+        rows likewise (the window is clipped at the heatmap's border)
+        for row (outer), col (inner), in float:
+            c = 1.0f / (1.0f + expf(-heatmap[row, col, i]))
+            sum += c;  max = std::max(max, c)        # max starts at 0
+            weighted_col += float(col) * c;  weighted_row += float(row) * c
+        if max >= min_confidence_to_refine and sum > 0:
+            x = weighted_col / float(W) / sum       # two float divisions
+            y = weighted_row / float(H) / sum
+        if refine_presence and sum > 0 and presence is set:
+            presence = std::min(presence, max)
+        if refine_visibility and sum > 0 and visibility is set:
+            visibility = std::min(visibility, max)
+
+    The presence / visibility refinement does not depend on the confidence
+    threshold. Consequences of the truncation: a landmark whose float
+    ``x * W`` lies in ``(-1, 0)`` lands in column 0 and is refined; and the
+    float product can round up to the next integer (``float32(0.7) * 10`` is
+    7.0 in float, 6.99999988 exactly: column 7, not 6).
+    ``kernel_size`` 0 gives offset 0 (a 1 x 1 window), an even one behaves as
+    ``kernel_size - 1``. A float -> int conversion out of the int range (NaN,
+    inf, huge coordinates) is undefined in C++; x86-64 (``cvttss2si``) gives
+    INT_MIN, modelled here: the landmark is kept intact (arm64 would saturate,
+    NaN to column 0).
+
+    Every landmark is a copy of its input (``out_lms = in_lms``): all keys
+    kept, ``x``, ``y``, ``z`` always present (float32), ``visibility`` and
+    ``presence`` (float32) only when set.
+    """
+    options = {} if options is None else options
+
+    def option(key):
+        return options[key] if key in options else _REFINE_FROM_HEATMAP_DEFAULTS[key]
+
+    kernel_size = int(option("kernel_size"))
+    min_confidence_to_refine = F32(option("min_confidence_to_refine"))
+    refine_presence = bool(option("refine_presence"))
+    refine_visibility = bool(option("refine_visibility"))
+
+    # GetHwcFromDims.
+    hm = np.asarray(heatmap, dtype=np.float32)
+    dims = hm.shape
+    if len(dims) == 3:
+        hm_height, hm_width, hm_channels = dims
+    elif len(dims) == 4:
+        if dims[0] != 1:
+            raise ValueError("Expected batch to be 1 for BHWC heatmap")
+        hm_height, hm_width, hm_channels = dims[1:]
+    else:
+        raise ValueError(f"Invalid shape size for heatmap tensor {len(dims)}")
+    hm = hm.reshape(hm_height, hm_width, hm_channels)
+    if len(landmarks) != hm_channels:
+        raise ValueError("Expected heatmap to have number of layers == to number of landmarks")
+
+    int_min, int_max = -2**31, 2**31 - 1
+
+    def float_to_int(value):
+        # C++ float -> int: truncation toward zero; out of range is UB,
+        # x86-64 gives INT_MIN ("integer indefinite").
+        if not np.isfinite(value):
+            return int_min
+        truncated = math.trunc(float(value))
+        if truncated < int_min or truncated > int_max:
+            return int_min
+        return truncated
+
+    # (kernel_size - 1) / 2 in C++: int division truncating toward zero.
+    numerator = kernel_size - 1
+    offset = numerator // 2 if numerator >= 0 else -((-numerator) // 2)
+    width_f = F32(hm_width)  # int operand converted to float
+    height_f = F32(hm_height)
+
+    output = []
+    with np.errstate(all="ignore"):
+        for lm_index, landmark in enumerate(landmarks):
+            out_landmark = dict(landmark)  # out_lms = in_lms
+            for key in ("x", "y", "z"):
+                out_landmark[key] = F32(landmark.get(key, 0.0))
+            for key in ("visibility", "presence"):
+                if key in landmark:
+                    out_landmark[key] = F32(landmark[key])
+            output.append(out_landmark)
+
+            center_col = float_to_int(F32(out_landmark["x"] * width_f))
+            center_row = float_to_int(F32(out_landmark["y"] * height_f))
+            # Point is outside of the heatmap: keep it intact.
+            if (center_col < 0 or center_col >= hm_width
+                    or center_row < 0 or center_row >= hm_height):
+                continue
+
+            begin_col = max(0, center_col - offset)
+            end_col = min(hm_width, center_col + offset + 1)
+            begin_row = max(0, center_row - offset)
+            end_row = min(hm_height, center_row + offset + 1)
+
+            total = F32(0.0)
+            weighted_col = F32(0.0)
+            weighted_row = F32(0.0)
+            max_confidence = F32(0.0)
+            for row in range(begin_row, end_row):
+                for col in range(begin_col, end_col):
+                    confidence = _apply_activation("SIGMOID", hm[row, col, lm_index])
+                    total = F32(total + confidence)
+                    # std::max(a, b): (a < b) ? b : a
+                    if max_confidence < confidence:
+                        max_confidence = confidence
+                    weighted_col = F32(weighted_col + F32(F32(col) * confidence))
+                    weighted_row = F32(weighted_row + F32(F32(row) * confidence))
+
+            if max_confidence >= min_confidence_to_refine and total > 0:
+                out_landmark["x"] = F32(F32(weighted_col / width_f) / total)
+                out_landmark["y"] = F32(F32(weighted_row / height_f) / total)
+            # std::min(a, b): (b < a) ? b : a
+            if refine_presence and total > 0 and "presence" in out_landmark:
+                if max_confidence < out_landmark["presence"]:
+                    out_landmark["presence"] = max_confidence
+            if refine_visibility and total > 0 and "visibility" in out_landmark:
+                if max_confidence < out_landmark["visibility"]:
+                    out_landmark["visibility"] = max_confidence
     return output
