@@ -65,7 +65,9 @@ __all__ = [
 
 _F32 = np.float32
 _mul = _geometry.signed_product
-_div = _geometry.divide
+# float32 quotients, correctly rounded under jit and vmap alike (float64 ones
+# use _geometry.divide).
+_div = _geometry.exact_divide
 
 
 class RectConversion(enum.Enum):
@@ -220,7 +222,7 @@ def _normalize_radians(angle: jax.Array) -> jax.Array:
   """``angle - 2 pi floor((angle + pi) / (2 pi))`` in float64, rounded to float32."""
   with jax.enable_x64(True):
     a = angle.astype(jnp.float64)
-    turns = jnp.floor(_div(a - (-math.pi), jnp.float64(2 * math.pi)))
+    turns = jnp.floor(_geometry.divide(a - (-math.pi), jnp.float64(2 * math.pi)))
     out = (a - _mul(jnp.float64(2 * math.pi), turns)).astype(jnp.float32)
   return out
 
@@ -447,9 +449,9 @@ def _box_points(cx, cy, w, h, rotation):
   """
   with jax.enable_x64(True):
     # True divisions: XLA would fold "* pi / 180" into one product otherwise.
-    deg = _div((rotation * _F32(180)).astype(jnp.float64), jnp.float64(math.pi))
+    deg = _geometry.divide((rotation * _F32(180)).astype(jnp.float64), jnp.float64(math.pi))
     deg = deg.astype(jnp.float32)
-    rad = _div(deg.astype(jnp.float64) * math.pi, jnp.float64(180.0))
+    rad = _geometry.divide(deg.astype(jnp.float64) * math.pi, jnp.float64(180.0))
     b = jnp.cos(rad).astype(jnp.float32) * _F32(0.5)
     a = jnp.sin(rad).astype(jnp.float32) * _F32(0.5)
   p0x = (cx - _mul(a, h)) - _mul(b, w)

@@ -306,6 +306,22 @@ def test_batched_vmapped_and_jitted_crops_equal_per_frame():
   assert traces.count == 0
 
 
+@pytest.mark.parametrize("preset", ["palm", "pose", "face_short_range"])
+def test_vmapped_select_rois_equals_batched_bit_for_bit(preset):
+  """Under vmap the image size is not batched; a quotient by it stays a true division
+  (XLA otherwise multiplies by the reciprocal, an ulp apart in about 1 value in 25)."""
+  rng = np.random.default_rng(8)
+  o = presets.get(preset).roi
+  k = {"palm": 7, "pose": 4, "face_short_range": 6}[preset]
+  c = rng.uniform(0.2, 0.8, (6, 4, 2))
+  d = ja.Detections(jnp.asarray(np.concatenate([c - 0.1, c + 0.13], -1), jnp.float32),
+                    jnp.asarray(rng.uniform(0, 1, (6, 4, k, 2)), jnp.float32),
+                    jnp.ones((6, 4)), jnp.zeros((6, 4), jnp.int32), jnp.ones((6, 4), bool))
+  fn = lambda x: roi.select_rois(x, o, image_size=(333, 517))  # noqa: E731
+  for a, b in zip(fn(d), jax.vmap(fn)(d)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_batched_rects_equal_per_frame_and_compile_once():
   case = rd.load("hand_camera_hands_rot0")
   det = _detections(case)
