@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_batching import custom_vmap
 from jax.typing import ArrayLike
 
 
@@ -115,16 +116,53 @@ def signed_product(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.maximum(p, 0) + jnp.minimum(p, 0)
 
 
+@custom_vmap
+def _full_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+  return numerator / jax.lax.optimization_barrier(denominator)
+
+
+@_full_divide.def_vmap
+def _full_divide_vmap(axis_size, in_batched, numerator, denominator):
+  # Under vmap an unbatched divisor would be broadcast outside the barrier:
+  # both operands take the batch axis first.
+  numerator, denominator = (x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
+                            for x, batched in zip((numerator, denominator), in_batched))
+  return _full_divide(numerator, denominator), True
+
+
+@jax.custom_jvp
+def _barrier_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+  return _full_divide(numerator, denominator)
+
+
+@_barrier_divide.defjvp
+def _barrier_divide_jvp(primals, tangents):
+  (numerator, denominator), (dn, dd) = primals, tangents
+  quotient = _barrier_divide(numerator, denominator)
+  return quotient, (dn - quotient * dd) / denominator
+
+
 def divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
-  """IEEE division, as MediaPipe divides.
+  """IEEE division, as MediaPipe divides, under ``jit``, ``vmap`` and ``grad``.
 
   XLA rewrites ``a / broadcast(b)`` into ``a * broadcast(1 / b)`` (one rounding
-  more), and whether it does depends on the rest of the program, so a sharded
-  and an unsharded compilation could differ by an ulp. A full-shaped divisor
-  behind an optimisation barrier keeps the true division.
+  more), and whether it does depends on the rest of the program: a keypoint
+  mapped back inside ``detect``'s branches came out an ulp off where the same
+  division alone did not. Float32 quotients are therefore computed as
+  :func:`exact_divide` does (in float64, rounded once) on CPUs and GPUs; on
+  other devices (TPUs have no float64) and for other dtypes, a full-shaped
+  divisor behind an optimisation barrier (under ``vmap`` given the batch axis
+  before the barrier) keeps the true division wherever XLA honours the barrier.
   """
+  dtype = jnp.result_type(numerator, denominator)
   shape = jnp.broadcast_shapes(jnp.shape(numerator), jnp.shape(denominator))
-  return numerator / jax.lax.optimization_barrier(jnp.broadcast_to(denominator, shape))
+  numerator = jnp.broadcast_to(jnp.asarray(numerator, dtype), shape)
+  denominator = jnp.broadcast_to(jnp.asarray(denominator, dtype), shape)
+  if dtype != jnp.float32:
+    return _barrier_divide(numerator, denominator)
+  return jax.lax.platform_dependent(numerator, denominator, cpu=exact_divide,
+                                    cuda=exact_divide, rocm=exact_divide,
+                                    default=_barrier_divide)
 
 
 def libm(fn, *args: jax.Array) -> jax.Array:

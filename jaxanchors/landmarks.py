@@ -387,7 +387,7 @@ def _refine(landmarks: Landmarks, heatmap: jax.Array,
 
 
 def refine_from_heatmap(landmarks: Landmarks, heatmap: ArrayLike,
-                        options: HeatmapRefinementOptions = POSE_REFINEMENT) -> Landmarks:
+                        options: HeatmapRefinementOptions) -> Landmarks:
   """MediaPipe ``RefineLandmarksFromHeatmapCalculator``: landmarks moved to their heatmap's peak.
 
   For each landmark, the heatmap cell under it (``int(x * W)``, ``int(y *
@@ -403,7 +403,7 @@ def refine_from_heatmap(landmarks: Landmarks, heatmap: ArrayLike,
       :func:`decode_landmarks` gives them; the pose graph refines all 39).
     heatmap: ``[..., H, W, L]`` float32 logits, one channel per landmark (the
       pose model's fourth output, ``[..., 64, 64, 39]``).
-    options: :class:`HeatmapRefinementOptions` (static); the pose graph's by default.
+    options: :class:`HeatmapRefinementOptions` (static), e.g. :data:`POSE_REFINEMENT`.
 
   Returns:
     :class:`Landmarks` ``[..., L]``.

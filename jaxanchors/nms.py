@@ -483,7 +483,7 @@ def _run_bucket(size, engine, boxes, keypoints, scores, classes, valid, words, c
   d = vals.shape[-1]
   sums = jnp.zeros((b * slots, d), blend_dtype).at[seg].add(vals.reshape(-1, d), mode="drop")
   sums = sums.reshape(b, slots, d)
-  means = sums[..., 1:] / sums[..., :1]
+  means = g.divide(sums[..., 1:], sums[..., :1])
   # Blended exactly when the top is its own member (else §3.5 emits it as is).
   r = g.rects(out_boxes)
   blended = ok & (g.overlap_rects(r, r, kind) > thr)
