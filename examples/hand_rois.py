@@ -13,9 +13,10 @@ shifted, squared and scaled 2.6x, association; ``roi.crop``: the rotated
 ``<stem>_hand_rois.png``: the photo with each ROI (its top edge thick, the
 side the fingers point to), and the crops beside it.
 
-The hand landmark models themselves are not translated yet: they use MEAN,
-FULLY_CONNECTED and LOGISTIC, which :mod:`jaxanchors.networks` lacks (see the
-README's "Two-stage pipelines").
+The hand landmark model runs in JAX too (``models.load_network("hand_landmark_full")``),
+and :mod:`jaxanchors.landmarks` turns its tensors into landmarks in the image: the
+README's "Two-stage pipelines" chains them; ``examples/face_mesh.py`` draws a
+face mesh the same way.
 """
 
 from __future__ import annotations
