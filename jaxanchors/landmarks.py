@@ -127,6 +127,8 @@ GRAPH_OPTIONS: dict[str, LandmarkOptions] = {
                                      input_image_height=256, normalize_z=1.0,
                                      visibility_activation=Activation.SIGMOID,
                                      presence_activation=Activation.SIGMOID),
+    # ... and its world landmarks (the model's fifth output, metres).
+    "pose_world_landmark": LandmarkOptions(num_landmarks=39),
 }
 """Options of the ``TensorsToLandmarksCalculator`` nodes of MediaPipe 0.10.21's
 landmark graphs (checked against the recorded graphs in the tests)."""

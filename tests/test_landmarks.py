@@ -180,7 +180,9 @@ def test_bad_input_names_the_argument_and_value():
 # The TensorsToLandmarks node each graph's image landmarks come from, and the world one.
 _GRAPH_KEYS = {"hand": ("hand_landmark", "hand_world_landmark"),
                "face": ("face_landmark", None),
-               "pose": ("pose_landmark", None)}
+               "pose": ("pose_landmark", "pose_world_landmark")}
+# The model output holding the world landmarks.
+_WORLD_OUTPUT = {"hand": 3, "pose": 4}
 
 
 def _recorded(case: rd.Case, key: str) -> lm.Landmarks:
@@ -252,8 +254,12 @@ def test_each_landmark_stage_equals_mediapipe(name):
   want = _recorded(case, "ungated_projected_landmarks")
   np.testing.assert_array_equal(np.asarray(projected), want.points)
   if world_key is not None:
-    world = lm.decode_landmarks(tensors[3], lm.GRAPH_OPTIONS[world_key], normalized=False)
+    world = lm.decode_landmarks(tensors[_WORLD_OUTPUT[graph]], lm.GRAPH_OPTIONS[world_key],
+                                normalized=False)
     _assert_landmarks(world, _recorded(case, "ungated_world_landmarks"))
+    if graph == "pose":   # the first 33, with the image landmarks' visibility and presence
+      world = lm.Landmarks(world.points[:, :33], decoded.visibility[:, :33],
+                           decoded.presence[:, :33])
     turned = lm.project_world_landmarks(world, rects.rotation)
     _assert_landmarks(turned, _recorded(case, "ungated_projected_world_landmarks"))
 
