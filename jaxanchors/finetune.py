@@ -431,17 +431,20 @@ def top_keys(network: Any, *, backbone_layers: int) -> frozenset[str]:
   other than the heads, are taken in the file's execution order and the last
   ``backbone_layers`` of them are added to :func:`head_keys`. For
   ``face_short_range`` 8 is its last four residual blocks (depthwise and
-  pointwise convolution each) at stride 16.
+  pointwise convolution each) at stride 16. A network that is not a detector
+  (a landmark model) has no heads here: its last ``backbone_layers`` weighted
+  operators are the top.
 
   Args:
     network: a :class:`~jaxanchors.networks.Network`.
-    backbone_layers: ``>= 0``; 0 gives :func:`head_keys`.
+    backbone_layers: ``>= 0``; 0 gives :func:`head_keys` (nothing for a
+      network that is not a detector).
 
   Returns:
     frozenset of keys of ``network.params``.
   """
   backbone_layers = v.as_int("backbone_layers", backbone_layers, minimum=0)
-  heads = head_keys(network)
+  heads = head_keys(network) if network.is_detector else frozenset()
   weighted = [[i for i in op.inputs if isinstance(i, str)] for op in network.graph.ops]
   weighted = [keys for keys in weighted if keys and not set(keys) <= heads]
   chosen = weighted[len(weighted) - backbone_layers:] if backbone_layers else []

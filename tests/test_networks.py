@@ -787,3 +787,48 @@ def test_masked_updates_keep_pruned_weights_exactly_zero():
     assert (value[~mask[k]] == 0).all(), k
     assert np.abs(value[mask[k]] - net.params[k][mask[k]]).max() > 0.5, k
   net.to_tflite({k: np.asarray(v) for k, v in params.items()})   # writable
+
+
+def test_a_landmark_network_fine_tunes_and_ships_back(tmp_path):
+  """A few optax steps on hand_landmark_lite's top layers (finetune.top_keys works on any
+  network; differentiating those keys only, the backward pass stops at them), written back
+  with save_tflite: LiteRT runs the file and gives the JAX network's outputs on the
+  float16-rounded weights (1e-5 of scale)."""
+  optax = pytest.importorskip("optax", reason="the recipe uses optax (the 'train' extra)")
+  from jaxanchors import finetune  # pylint: disable=import-outside-toplevel
+  net = network("hand_landmark_lite")
+  keys = finetune.top_keys(net, backbone_layers=3)
+  assert 0 < len(keys) < len(net.params)
+  x = _landmark_inputs("hand_landmark_lite")
+  target = np.asarray(net(x)[0]) + 5.0            # move every landmark by 5 pixels
+  frozen = {k: v for k, v in net.params.items() if k not in keys}
+
+  def loss(top):
+    return jnp.mean((net.apply({**frozen, **top}, x)[0] - target) ** 2)
+
+  optimizer = optax.adam(1e-3)
+  top = {k: jnp.asarray(net.params[k]) for k in keys}
+  state = optimizer.init(top)
+
+  @jax.jit
+  def step(top, state):
+    value, grads = jax.value_and_grad(loss)(top)
+    updates, state = optimizer.update(grads, state, top)
+    return optax.apply_updates(top, updates), state, value
+
+  values = []
+  for _ in range(10):
+    top, state, value = step(top, state)
+    values.append(float(value))
+  assert values[-1] < 0.5 * values[0], values
+  params = {**frozen, **{k: np.asarray(v) for k, v in top.items()}}
+  path = models.save_tflite(net, params, tmp_path / "hand.tflite")
+  rounded = _float16_rounded(net, params)
+  ours = net.apply(rounded, x)
+  it = litert.Interpreter(model_path=str(path))
+  it.allocate_tensors()
+  for i in range(x.shape[0]):
+    it.set_tensor(it.get_input_details()[0]["index"], x[i:i + 1])
+    it.invoke()
+    for k, detail in enumerate(it.get_output_details()):
+      assert rel_error(ours[k][i], it.get_tensor(detail["index"])[0]) <= 1e-5, (i, k)
