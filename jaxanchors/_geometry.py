@@ -181,9 +181,8 @@ def exact_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   Computed in float64 (enabled locally) and rounded once: the float64 quotient,
   even as XLA's ``a * (1 / b)``, is within far less of the exact one than a
   float32 quotient can lie from a float32 rounding boundary, so the rounding
-  gives IEEE float32 division's result. Unlike :func:`divide` this holds under
-  ``vmap`` too, where the divisor is broadcast outside any barrier. Needs a
-  device with float64 (CPU and GPU).
+  gives IEEE float32 division's result, under ``vmap`` too. :func:`divide`'s
+  float32 path on CPUs and GPUs; needs a device with float64.
   """
   with jax.enable_x64(True):
     quotient = jnp.asarray(numerator).astype(jnp.float64) / jnp.asarray(denominator).astype(

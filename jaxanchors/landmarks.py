@@ -190,7 +190,7 @@ def _sigmoid(x: jax.Array) -> jax.Array:
   """``1 / (1 + expf(-x))``: ``expf`` as the float64 ``exp`` rounded (XLA's float32
   ``exp`` can be an ulp off the C library's)."""
   one = jnp.ones((), jnp.float32)
-  return _geometry.exact_divide(one, one + _geometry.libm(jnp.exp, -x))
+  return _geometry.divide(one, one + _geometry.libm(jnp.exp, -x))
 
 
 def _activate(x: jax.Array, activation: Activation) -> jax.Array:
@@ -212,10 +212,10 @@ def _decode(raw: jax.Array, options: LandmarkOptions, normalized: bool) -> Landm
     y = _F32(options.input_image_height) - y
   if normalized:
     width, height = _F32(options.input_image_width), _F32(options.input_image_height)
-    x = _geometry.exact_divide(x, width)
-    y = _geometry.exact_divide(y, height)
+    x = _geometry.divide(x, width)
+    y = _geometry.divide(y, height)
     # Two roundings, as MediaPipe divides (each quotient rounded to float32).
-    z = _geometry.exact_divide(_geometry.exact_divide(z, width), _F32(options.normalize_z))
+    z = _geometry.divide(_geometry.divide(z, width), _F32(options.normalize_z))
   visibility = _activate(lm[..., 3], options.visibility_activation) if dims > 3 else None
   presence = _activate(lm[..., 4], options.presence_activation) if dims > 4 else None
   return Landmarks(jnp.stack([x, y, z], axis=-1), visibility, presence)
@@ -284,9 +284,9 @@ def _remove_letterbox(points: jax.Array, padding: jax.Array) -> jax.Array:
   across = padding[..., 0] + padding[..., 2]
   down = padding[..., 1] + padding[..., 3]
   one = jnp.ones((), jnp.float32)
-  x = _geometry.exact_divide(points[..., 0] - left, one - across)
-  y = _geometry.exact_divide(points[..., 1] - top, one - down)
-  z = _geometry.exact_divide(points[..., 2], one - across)
+  x = _geometry.divide(points[..., 0] - left, one - across)
+  y = _geometry.divide(points[..., 1] - top, one - down)
+  z = _geometry.divide(points[..., 2], one - across)
   return jnp.stack([x, y, z], axis=-1)
 
 
@@ -376,8 +376,8 @@ def _refine(landmarks: Landmarks, heatmap: jax.Array,
   on_map = col_ok & row_ok
   seen = on_map & (total > 0)
   move = seen & (best >= _F32(options.min_confidence_to_refine))
-  x = _geometry.exact_divide(_geometry.exact_divide(weighted_col, _F32(width)), total)
-  y = _geometry.exact_divide(_geometry.exact_divide(weighted_row, _F32(height)), total)
+  x = _geometry.divide(_geometry.divide(weighted_col, _F32(width)), total)
+  y = _geometry.divide(_geometry.divide(weighted_row, _F32(height)), total)
   points = jnp.stack([jnp.where(move, x, points[..., 0]), jnp.where(move, y, points[..., 1]),
                       points[..., 2]], axis=-1)
   visibility, presence = landmarks.visibility, landmarks.presence

@@ -65,9 +65,7 @@ __all__ = [
 
 _F32 = np.float32
 _mul = _geometry.signed_product
-# float32 quotients, correctly rounded under jit and vmap alike (float64 ones
-# use _geometry.divide).
-_div = _geometry.exact_divide
+_div = _geometry.divide
 
 
 class RectConversion(enum.Enum):
